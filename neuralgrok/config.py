@@ -1,0 +1,214 @@
+"""The run configuration: one typed, validated dataclass; command-line flags and config files map onto it."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+METHODS = ("standard", "gradnorm", "grokfast_ma", "grokfast_ema", "neuralgrok")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be run; its message is one line naming the problem."""
+
+
+def opt(default, help: str, group: str, **kw):
+    return field(default=default, metadata=dict(help=help, group=group, **kw))
+
+
+@dataclass
+class RunConfig:
+    # task and data
+    task: str = opt("a*b", "paper task name or expression over a..e with + - * / (see `neuralgrok tasks`)", "task")
+    p: int = opt(97, "modulus", "task")
+    operand_range: str = opt("", "operand ranges overriding the defaults, e.g. 'b=0:96,c=1:10' (inclusive)", "task")
+    layout: str = opt("postfix", "token layout: postfix (operands, operators, '=') or infix ('a op b =')", "task",
+                      choices=("postfix", "infix"))
+    train_frac: float = opt(0.5, "fraction of the table used for training; the rest is the test set", "task")
+    inner_outer_ratio: float = opt(49.0, "train split into inner:outer = RATIO:1 (outer = NeuralGrok's held-out slice)",
+                                   "task")
+    # model
+    n_layers: int = opt(2, "transformer layers", "model")
+    d_model: int = opt(128, "transformer width", "model")
+    n_heads: int = opt(4, "attention heads", "model")
+    dropout: float = opt(0.0, "dropout probability", "model")
+    # optimisation
+    optimizer: str = opt("adam", "inner optimizer: adam (L2 weight decay, as the published code), adamw (decoupled), sgd",
+                         "optim", choices=("adam", "adamw", "sgd"))
+    lr: float = opt(1e-3, "learning rate", "optim")
+    beta1: float = opt(0.9, "Adam beta1", "optim")
+    beta2: float = opt(0.98, "Adam beta2", "optim")
+    eps: float = opt(1e-8, "Adam epsilon", "optim")
+    weight_decay: float = opt(0.0, "weight decay (L2 for adam and sgd, decoupled for adamw)", "optim")
+    warmup_steps: int = opt(10, "linear learning-rate warm-up steps", "optim")
+    batch_size: int = opt(512, "global batch size", "optim")
+    clip_grad: float | None = opt(None, "clip the global gradient norm after the transform (0: off; "
+                                        "default 1.0 for neuralgrok, off otherwise)", "optim")
+    # method
+    method: str = opt("standard", "gradient method", "method", choices=METHODS)
+    ema_alpha: float = opt(0.98, "Grokfast-EMA: momentum alpha in [0, 1)", "method")
+    ema_lamb: float = opt(2.0, "Grokfast-EMA: amplification lambda", "method")
+    ma_window: int = opt(100, "Grokfast-MA: window length", "method")
+    ma_lamb: float = opt(5.0, "Grokfast-MA: amplification lambda", "method")
+    ma_reduce: str = opt("mean", "Grokfast-MA: mean or sum of the window", "method", choices=("mean", "sum"))
+    gradnorm_c: float = opt(1.0, "gradient normalisation: target norm c", "method")
+    gradnorm_scope: str = opt("tensor", "gradient normalisation: per tensor or over the global gradient", "method",
+                              choices=("tensor", "global"))
+    # NeuralGrok
+    amp_hidden: tuple[int, ...] = opt((128, 128), "amplifier MLP hidden sizes, comma-separated", "neuralgrok")
+    amp_c: float = opt(1.0, "amplifier rescaling coefficient c", "neuralgrok")
+    amp_eval: str = opt("piecewise", "amplifier evaluation: piecewise (exact, fast) or dense (reference)",
+                        "neuralgrok", choices=("piecewise", "dense"))
+    meta_every: int = opt(4, "meta step every T inner steps", "neuralgrok")
+    meta_lr: float = opt(1e-4, "amplifier optimizer (Adam) learning rate", "neuralgrok")
+    meta_beta1: float = opt(0.9, "amplifier Adam beta1", "neuralgrok")
+    meta_beta2: float = opt(0.98, "amplifier Adam beta2", "neuralgrok")
+    lookahead: str = opt("sgd", "look-ahead rule: sgd (theta - lr*g', the paper's) or inner (the inner optimizer's)",
+                         "neuralgrok", choices=("sgd", "inner"))
+    outer_batch: int = opt(0, "outer-slice examples per meta step (0: the whole slice)", "neuralgrok")
+    amplifier: str = opt("", "load a learnt amplifier (amplifier.safetensors or its run folder)", "neuralgrok")
+    freeze_amplifier: bool = opt(False, "hold the loaded amplifier fixed (no meta steps)", "neuralgrok")
+    # run
+    seed: int = opt(0, "seed for the split, initialisation and batch order", "run")
+    max_steps: int = opt(20000, "training steps at most", "run")
+    eval_every: int = opt(10, "evaluate (and log a metrics line) every N steps", "run")
+    stop_acc: float = opt(0.99, "stop once test accuracy has held at or above this ...", "run")
+    stop_patience: int = opt(5, "... for this many consecutive evaluations", "run")
+    run_on: bool = opt(False, "ignore the early stop and run all max_steps", "run")
+    label: str = opt("", "name of this run's method in reports (default: the method)", "run")
+
+
+def is_tuple(f: dataclasses.Field) -> bool:
+    return str(f.type).startswith("tuple")
+
+
+def field_type(f: dataclasses.Field) -> type:
+    t = str(f.type)
+    return {"int": int, "float": float, "str": str, "bool": bool}.get(t.split(" |")[0], float)
+
+
+def coerce(f: dataclasses.Field, value: Any) -> Any:
+    """Converts a value from a flag or a config file to the field's type, or raises ConfigError."""
+    name = f.name.replace("_", "-")
+    if value is None and "None" in str(f.type):
+        return None
+    try:
+        if is_tuple(f):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(int(x) for x in items if str(x).strip() != "")
+        t = field_type(f)
+        if t is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if t is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if t is int and isinstance(value, (bool, float)):
+            raise ValueError
+        return t(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"--{name} expects {'comma-separated integers' if is_tuple(f) else field_type(f).__name__}, "
+                          f"got {value!r}") from None
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Reads a TOML or YAML config file into {field name: value}, naming unknown keys."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any parser error becomes one line
+        raise ConfigError(f"cannot parse config file {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table of option = value")
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    known = {f.name for f in fields(RunConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {path}: {', '.join(unknown)}")
+    return data
+
+
+def build(overrides: dict[str, Any]) -> RunConfig:
+    """A validated RunConfig from defaults updated by ``overrides`` (field name -> value)."""
+    by_name = {f.name: f for f in fields(RunConfig)}
+    unknown = sorted(set(overrides) - set(by_name))
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+    cfg = RunConfig(**{k: coerce(by_name[k], v) for k, v in overrides.items()})
+    return resolve(cfg)
+
+
+def resolve(cfg: RunConfig) -> RunConfig:
+    """Fills method-dependent defaults and validates every value; raises ConfigError."""
+    if cfg.clip_grad is None:
+        cfg.clip_grad = 1.0 if cfg.method == "neuralgrok" else 0.0
+    validate(cfg)
+    return cfg
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ConfigError(msg)
+
+
+def validate(cfg: RunConfig) -> None:
+    for f in fields(RunConfig):
+        v = getattr(cfg, f.name)
+        choices = f.metadata.get("choices")
+        _check(choices is None or v in choices,
+               f"--{f.name.replace('_', '-')} must be one of {', '.join(choices or ())}, got {v!r}")
+        _check(not isinstance(v, float) or math.isfinite(v), f"--{f.name.replace('_', '-')} must be finite, got {v}")
+    positive_ints = ("p", "n_layers", "d_model", "n_heads", "batch_size", "max_steps", "eval_every",
+                     "stop_patience", "ma_window", "meta_every")
+    for name in positive_ints:
+        _check(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    _check(cfg.d_model % cfg.n_heads == 0, f"--d-model {cfg.d_model} is not divisible by --n-heads {cfg.n_heads}")
+    _check(0.0 < cfg.train_frac < 1.0, f"--train-frac must be in (0, 1), got {cfg.train_frac}")
+    _check(cfg.inner_outer_ratio > 0, f"--inner-outer-ratio must be > 0, got {cfg.inner_outer_ratio}")
+    _check(0.0 <= cfg.dropout < 1.0, f"--dropout must be in [0, 1), got {cfg.dropout}")
+    _check(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
+    for name in ("beta1", "beta2", "meta_beta1", "meta_beta2", "ema_alpha"):
+        _check(0.0 <= getattr(cfg, name) < 1.0, f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(cfg, name)}")
+    _check(cfg.eps > 0, f"--eps must be > 0, got {cfg.eps}")
+    _check(cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}")
+    _check(cfg.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {cfg.warmup_steps}")
+    _check(cfg.clip_grad >= 0, f"--clip-grad must be >= 0 (0 turns clipping off), got {cfg.clip_grad}")
+    _check(0.0 < cfg.stop_acc <= 1.0, f"--stop-acc must be in (0, 1], got {cfg.stop_acc}")
+    _check(cfg.ema_lamb >= 0 and cfg.ma_lamb >= 0, "--ema-lamb and --ma-lamb must be >= 0")
+    _check(cfg.gradnorm_c > 0, f"--gradnorm-c must be > 0, got {cfg.gradnorm_c}")
+    _check(len(cfg.amp_hidden) >= 1 and all(h >= 1 for h in cfg.amp_hidden),
+           f"--amp-hidden must be one or more sizes >= 1, got {','.join(map(str, cfg.amp_hidden)) or 'nothing'}")
+    _check(cfg.amp_c > 0, f"--amp-c must be > 0, got {cfg.amp_c}")
+    _check(cfg.meta_lr > 0, f"--meta-lr must be > 0, got {cfg.meta_lr}")
+    _check(cfg.outer_batch >= 0, f"--outer-batch must be >= 0 (0: whole slice), got {cfg.outer_batch}")
+    _check(not cfg.freeze_amplifier or cfg.amplifier, "--freeze-amplifier needs --amplifier PATH")
+    _check(not cfg.amplifier or cfg.method == "neuralgrok", "--amplifier is only used with --method neuralgrok")
+    _check(bool(re.fullmatch(r"[\w .+\-*/()=:]*", cfg.label)), f"--label has characters that cannot name a run: {cfg.label!r}")
+
+
+def to_json(cfg: RunConfig) -> str:
+    return json.dumps(dataclasses.asdict(cfg), indent=2)
+
+
+def from_json(text: str) -> RunConfig:
+    data = json.loads(text)
+    return build({k: v for k, v in data.items()})

@@ -1,0 +1,84 @@
+"""The run folder: atomic JSON files, the append-only metrics log, and the run summary."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+THRESHOLDS = (0.95, 0.99)
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Writes ``data`` to ``path`` so that a reader sees the old file or the new one, never a part."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The complete lines of a metrics log; a partial last line (a kill mid-write) is ignored."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+class MetricsLog:
+    """Appends one JSON line per evaluation, each flushed to disk before the next step."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def append(self, row: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def truncate_to(self, last_step: int) -> list[dict]:
+        """Keeps only the complete lines with step <= last_step (used when resuming)."""
+        rows = [r for r in read_metrics(self.path) if r["step"] <= last_step]
+        write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in rows))
+        return rows
+
+
+def first_step_at(rows: Iterable[dict], threshold: float, key: str = "test_acc") -> int | None:
+    """The first evaluated step whose ``key`` is at or above ``threshold``, or None."""
+    return next((r["step"] for r in rows if r[key] >= threshold), None)
+
+
+def summarize(rows: list[dict], steps: int, wall_seconds: float, stopped: str) -> dict:
+    """The run's summary.json from its metrics lines."""
+    accs = [r["test_acc"] for r in rows]
+    return {
+        "steps_to_95": first_step_at(rows, 0.95),
+        "steps_to_99": first_step_at(rows, 0.99),
+        "best_test_acc": max(accs) if accs else None,
+        "final_test_acc": accs[-1] if accs else None,
+        "steps": steps,
+        "wall_seconds": round(wall_seconds, 3),
+        "seconds_per_step": round(wall_seconds / steps, 6) if steps else None,
+        "stopped": stopped,
+    }
