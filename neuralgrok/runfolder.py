@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -29,20 +30,32 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """The complete lines of a metrics log; a partial last line (a kill mid-write) is ignored."""
+def read_metrics(path: str | Path) -> tuple[list[dict], int]:
+    """The metrics lines that parse as JSON objects, sorted by step, and how many lines were skipped.
+
+    A truncated last line (a kill mid-write) or an unreadable line is skipped with a
+    warning naming it; nothing is raised for a damaged log.
+    """
     path = Path(path)
     if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines(keepends=True):
-        if not line.endswith("\n"):
-            break
+        return [], 0
+    rows, skipped = [], 0
+    lines = path.read_text(errors="replace").split("\n")
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows
+            row = json.loads(line)
+            if not isinstance(row, dict) or "step" not in row:
+                raise ValueError("not a metrics object")
+        except ValueError:
+            skipped += 1
+            where = "truncated last line" if i >= len(lines) - 1 else "unreadable line"
+            warnings.warn(f"{path}: skipped {where} {i}: {line[:60]!r}", stacklevel=2)
+            continue
+        rows.append(row)
+    rows.sort(key=lambda r: r["step"])
+    return rows, skipped
 
 
 class MetricsLog:
@@ -59,7 +72,7 @@ class MetricsLog:
 
     def truncate_to(self, last_step: int) -> list[dict]:
         """Keeps only the complete lines with step <= last_step (used when resuming)."""
-        rows = [r for r in read_metrics(self.path) if r["step"] <= last_step]
+        rows = [r for r in read_metrics(self.path)[0] if r["step"] <= last_step]
         write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in rows))
         return rows
 

@@ -1,0 +1,227 @@
+"""AGE / AWE against hand-computed values, and the report on synthetic run folders (table values, figures)."""
+import json
+import math
+import os
+import warnings
+
+import pytest
+import torch
+
+from neuralgrok.metrics import age, age_per_tensor, age_scaled, awe
+from neuralgrok.report import build_report, load_run
+
+# -- metrics ------------------------------------------------------------------------------------------
+
+
+def test_age_hand_value():
+    g = torch.tensor([0.5, -0.25, 0.0, 1.0])
+    expected = -(0.5 * math.log(0.5) + 0.25 * math.log(0.25) + 0.0 + 1.0 * math.log(1.0))
+    assert age(g) == pytest.approx(expected, rel=1e-12)
+    assert isinstance(age(g), float)
+
+
+def test_age_of_list_equals_concatenation():
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(3, 4, generator=gen), torch.randn(5, generator=gen), torch.randn(2, 2, 2, generator=gen)]
+    cat = torch.cat([t.flatten() for t in grads])
+    assert age(grads) == pytest.approx(age(cat), rel=1e-12)
+    assert age(grads) == pytest.approx(sum(age(t) for t in grads), rel=1e-12)
+    assert age_scaled(grads) == pytest.approx(age_scaled(cat), rel=1e-12)
+    # an independent oracle in Python floats
+    oracle = -sum(abs(x) * math.log(abs(x)) for x in cat.double().tolist())
+    assert age(grads) == pytest.approx(oracle, rel=1e-10)
+
+
+def test_zeros_give_zero_not_nan():
+    z = torch.zeros(10)
+    assert age(z) == 0.0 and age_scaled(z) == 0.0 and awe([z]) == 0.0
+    assert age_scaled([torch.zeros(3), torch.zeros(2, 2)]) == 0.0
+    mixed = torch.tensor([0.0, 0.0, 0.3])
+    assert not math.isnan(age(mixed)) and age(mixed) == pytest.approx(-0.3 * math.log(0.3))
+
+
+def test_computed_in_float64():
+    # 1e6 equal float32 entries: a float32 computation would be off by ~1e-7 relative.
+    g = torch.full((10**6,), 0.1, dtype=torch.float32)
+    x = float(g[0])  # the float32 value, as a double
+    assert age(g) == pytest.approx(-(10**6) * x * math.log(x), rel=1e-12)
+
+
+def test_age_scaled_is_scale_free_and_age_is_not():
+    gen = torch.Generator().manual_seed(1)
+    g = [torch.randn(7, 5, generator=gen, dtype=torch.float64), torch.randn(11, generator=gen, dtype=torch.float64)]
+    g73 = [7.3 * t for t in g]
+    assert age_scaled(g73) == pytest.approx(age_scaled(g), rel=1e-12)
+    assert abs(age(g73) - age(g)) > 1.0
+    # hand value: |g|/‖g‖₁ = (0.25, 0.75)
+    assert age_scaled(torch.tensor([1.0, -3.0])) == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
+    # a uniform gradient has the maximal entropy ln n
+    assert age_scaled(torch.full((64,), -0.02)) == pytest.approx(math.log(64), rel=1e-12)
+
+
+def test_awe_and_per_tensor():
+    w = [torch.nn.Parameter(torch.tensor([[2.0, -0.5]])), torch.tensor([0.0, 0.1])]
+    expected = -(2.0 * math.log(2.0) + 0.5 * math.log(0.5) + 0.1 * math.log(0.1))
+    assert awe(w) == pytest.approx(expected, rel=1e-6)  # 0.1 is a float32 value here
+    per = age_per_tensor([torch.tensor([0.5, 0.5]), torch.tensor([-0.25]), None], ["w", "b", "frozen"])
+    assert per == pytest.approx({"w": -math.log(0.5), "b": -0.25 * math.log(0.25), "frozen": 0.0})
+    with pytest.raises(ValueError):
+        age_per_tensor([torch.ones(2)], ["a", "b"])
+
+
+# -- synthetic run folders ----------------------------------------------------------------------------
+
+
+def _make_run(root, name, *, method, seed, s95, s99, spp, max_steps, finished=True, label=None,
+              stop=None, log_age=True, truncated=False, acc_at=None):
+    """A run folder whose test accuracy first reaches 95% at s95 and 99% at s99 (evaluations every 100 steps)."""
+    d = root / name
+    d.mkdir()
+    cfg = {"task": "a*b", "p": 97, "method": method, "seed": seed, "max_steps": max_steps, "eval_every": 100}
+    if label is not None:
+        cfg["label"] = label
+    (d / "config.json").write_text(json.dumps(cfg))
+    last = stop if stop is not None else (s99 + 200 if s99 is not None else max_steps)
+    rows = []
+    for step in range(0, last + 1, 100):
+        if acc_at is not None:
+            test = acc_at(step)
+        elif s95 is None or step < s95:
+            test = 0.1 + 0.4 * step / max_steps
+        elif s99 is None or step < s99:
+            test = 0.96
+        else:
+            test = 0.995
+        row = {"step": step, "train_loss": 1.0, "train_acc": min(1.0, 0.05 + step / 300), "test_loss": 2.0,
+               "test_acc": test, "weight_norm": 30.0, "elapsed_s": round(step * spp, 3)}
+        if log_age:
+            row.update(age=50.0 + 20 * math.exp(-((step - 300) / 200) ** 2), age_scaled=11.0 - step / 1000,
+                       age_raw=1.0, age_raw_scaled=11.0, awe=100.0)
+        rows.append(row)
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if truncated:
+        text += '{"step": %d, "train_loss": 0.5, "test_a' % (last + 100)
+    (d / "metrics.jsonl").write_text(text)
+    if finished:
+        summary = {"steps_to_95": s95, "steps_to_99": s99, "best_test_acc": max(r["test_acc"] for r in rows),
+                   "final_test_acc": rows[-1]["test_acc"], "steps": last, "wall_seconds": last * spp,
+                   "seconds_per_step": spp, "stopped": "target" if s99 is not None else "max_steps"}
+        (d / "summary.json").write_text(json.dumps(summary))
+    return d
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    dirs = [
+        # standard: 95% at 400/600/500, 99% at 500/800/never; 20 s, 24 s, 30 s to 95%
+        _make_run(root, "std0", method="standard", seed=0, s95=400, s99=500, spp=0.05, max_steps=1000, label=None),
+        _make_run(root, "std1", method="standard", seed=1, s95=600, s99=800, spp=0.04, max_steps=1000,
+                  truncated=True, label=""),
+        _make_run(root, "std2", method="standard", seed=2, s95=500, s99=None, spp=0.06, max_steps=1000),
+        # Grokfast-EMA never reaches 95% within its 1500 steps; one seed logs no AGE
+        _make_run(root, "ema0", method="grokfast_ema", seed=0, s95=None, s99=None, spp=0.02, max_steps=1500),
+        _make_run(root, "ema1", method="grokfast_ema", seed=1, s95=None, s99=None, spp=0.03, max_steps=1500),
+        _make_run(root, "ema2", method="grokfast_ema", seed=2, s95=None, s99=None, spp=0.025, max_steps=1500,
+                  log_age=False),
+        # unfinished, already at 97% at step 200: must not be counted
+        _make_run(root, "ema3", method="grokfast_ema", seed=3, s95=None, s99=None, spp=0.02, max_steps=1500,
+                  finished=False, stop=300, acc_at=lambda s: 0.97 if s >= 200 else 0.2),
+    ]
+    return root, dirs
+
+
+def _table(report: str) -> list[dict[str, str]]:
+    """The rows of the table whose header starts with '| task | method |', as dicts by column name."""
+    lines = report.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("| task | method |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")))))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory):
+    root, dirs = runs
+    out = tmp_path_factory.mktemp("report")
+    paper = {("(a*b) mod 97", "standard"): 1280, ("(a·b) mod 97", "Grokfast-EMA"): 1400}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = build_report(dirs, out, paper_table=paper)
+    return out, path.read_text(), [str(w.message) for w in caught]
+
+
+def test_load_run_tolerates_truncated_line_and_unfinished(runs):
+    root, _ = runs
+    with pytest.warns(UserWarning, match="truncated"):
+        r = load_run(root / "std1")
+    assert [m["step"] for m in r.metrics] == list(range(0, 1001, 100))
+    assert r.summary["steps_to_95"] == 600 and r.label == "standard"
+    u = load_run(root / "ema3")
+    assert u.summary is None and not u.finished and len(u.metrics) == 4
+
+
+def test_report_table_values(report):
+    out, text, caught = report
+    assert any("truncated" in m for m in caught)
+    rows = _table(text)
+    assert [r["method"] for r in rows] == ["standard", "grokfast_ema"]  # fixed method order
+    std, ema = rows
+    assert std["task"] == "`(a*b) mod 97`"
+    assert std["steps to 95%"] == "500 (400–600)"
+    assert std["seeds reached 95%"] == "3/3"
+    assert std["steps to 99%"] == "650 (500–800)"  # median of 500 and 800, seed 2 never reached
+    assert std["seeds reached 99%"] == "2/3"
+    assert std["step cap"] == "1000"
+    assert std["wall s to 95%"] == "24.0"  # median of 20, 24, 30
+    assert std["s/step"] == "0.05"
+    # never reached: a sentence, never a number; the unfinished seed is marked and not counted
+    assert ema["steps to 95%"] == "not within 1500 steps"
+    assert ema["steps to 99%"] == "not within 1500 steps"
+    assert ema["seeds reached 95%"] == "0/3 +1 (running)"
+    assert ema["step cap"] == "1500"
+    assert ema["wall s to 95%"] == "—"
+    assert ema["s/step"] == "0.025"
+    assert "not within" in text
+
+
+def test_report_paper_column(report, runs, tmp_path):
+    _, text, _ = report
+    std, ema = _table(text)
+    assert std["paper"] == "1280" and ema["paper"] == "1400"
+    _, dirs = runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = build_report(dirs[:3], tmp_path).read_text()
+    assert "paper" not in _table(plain)[0]
+    assert _table(plain)[0]["steps to 95%"] == "500 (400–600)"
+
+
+def test_report_header_and_links(report, runs):
+    out, text, _ = report
+    root, _ = runs
+    assert "Read 7 runs (6 finished, 1 unfinished)" in text
+    assert str(root) in text
+    for name in ("accuracy.png", "age.png", "age_scaled.png"):
+        assert f"]({name})" in text
+    assert "(running)" in text
+
+
+def test_report_figures_are_valid_pngs(report):
+    import matplotlib.image as mpimg
+
+    out, _, _ = report
+    # every file written atomically: no temporary files left behind
+    assert sorted(os.listdir(out)) == ["accuracy.png", "age.png", "age_scaled.png", "report.md"]
+    for name in ("accuracy.png", "age.png", "age_scaled.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(data) > 20_000
+        img = mpimg.imread(out / name)
+        assert img.shape[0] >= 400 and img.shape[1] >= 600
+        non_white = (img[..., :3].min(axis=-1) < 0.9).mean()
+        assert non_white > 0.02  # something is drawn
