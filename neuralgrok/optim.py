@@ -48,8 +48,16 @@ def update_rule(h: Hyper, param: torch.Tensor, grad: torch.Tensor, m: torch.Tens
         grad = grad + h.weight_decay * param
     m = torch.lerp(m, grad, 1 - b1)
     v = v * b2 + (1 - b2) * grad * grad
-    denom = v.sqrt() / math.sqrt(1 - b2 ** step) + h.eps
+    denom = _sqrt(v) / math.sqrt(1 - b2 ** step) + h.eps
     return param - (h.lr / (1 - b1 ** step)) * m / denom, m, v
+
+
+def _sqrt(v: torch.Tensor) -> torch.Tensor:
+    """``√v``; under autograd its derivative at v = 0 (a zero gradient entry, first step) is 0, not ∞·0 = NaN."""
+    if not v.requires_grad:
+        return v.sqrt()
+    positive = v > 0
+    return torch.where(positive, v, torch.ones_like(v)).sqrt() * positive
 
 
 def flatten(tensors) -> torch.Tensor:
