@@ -1,0 +1,1 @@
+"""NeuralGrok: meta-learned gradient amplification for fast grokking."""
