@@ -64,13 +64,18 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from .report import PAPER_TABLE_1, build_report
     dirs = [Path(d) for d in args.runs]
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing:
         raise ConfigError(f"not a run folder: {', '.join(missing)}")
-    path = build_report(dirs, Path(args.out))
-    print(f"wrote {path}")
+    path = build_report(dirs, Path(args.out), paper_table=PAPER_TABLE_1 if args.paper else None)
+    lines = path.read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("| task | method |")), None)
+    if start is not None:  # the summary table on the terminal, the figures next to report.md
+        end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+        print("\n".join(lines[start:end]))
+    print(f"wrote {path} and its figures")
     return 0
 
 
@@ -88,6 +93,8 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="compare run folders: report.md, a table and figures")
     r.add_argument("runs", nargs="+", help="run folders")
     r.add_argument("--out", required=True, help="folder for report.md and the figures")
+    r.add_argument("--paper", action=argparse.BooleanOptionalAction, default=True,
+                   help="add the NeuralGrok paper's Table 1 steps beside ours (default: on)")
     r.set_defaults(fn=cmd_report)
     return p
 

@@ -1,0 +1,124 @@
+"""Runs a grid of training runs (tasks × methods × seeds) from a TOML grid file, N at a time, resumable.
+
+    python experiments/grid.py experiments/grids/paper.toml --out experiments/results/paper --jobs 2
+    python experiments/grid.py GRID --out DIR --only task=mul,add method=neuralgrok --dry-run
+
+A grid file has ``[grid]`` (``tasks``, ``methods``, ``seeds``), ``[defaults]`` (run options
+for every run), ``[tasks.NAME]`` and ``[methods.NAME]`` (options for that task or method;
+a task may set its own ``seeds``) and ``[cells."TASK/METHOD"]`` (options for one pair).
+Later tables override earlier ones in that order.  Each run is an ordinary
+``neuralgrok train --config OUT/configs/NAME.yaml --out OUT/runs/NAME``, so any cell can
+be re-run by hand with the command printed in ``OUT/commands.txt``.
+
+A run whose folder already holds ``summary.json`` is skipped, so a long grid can be
+stopped and started again across sessions.  A folder left without a summary (the run
+was killed) is moved aside to ``NAME.incomplete`` and the run starts again.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class Cell:
+    name: str
+    options: dict
+
+    def command(self, out: Path, python: str = sys.executable) -> list[str]:
+        return [python, "-m", "neuralgrok", "train", "--quiet",
+                "--config", str(out / "configs" / f"{self.name}.yaml"), "--out", str(out / "runs" / self.name)]
+
+
+def expand(grid: dict, only: dict[str, set[str]] | None = None) -> list[Cell]:
+    """The grid's runs in order (task, method, seed), each with its merged options."""
+    spec = grid.get("grid", {})
+    for key in ("tasks", "methods", "seeds"):
+        if key not in spec:
+            raise SystemExit(f"grid: [grid] needs '{key}'")
+    cells = []
+    for task in spec["tasks"]:
+        task_opts = dict(grid.get("tasks", {}).get(task, {}))
+        seeds = task_opts.pop("seeds", spec["seeds"])
+        for method in spec["methods"]:
+            if only and (task not in only.get("task", {task}) or method not in only.get("method", {method})):
+                continue
+            opts = {**grid.get("defaults", {}), **task_opts, **grid.get("methods", {}).get(method, {}),
+                    **grid.get("cells", {}).get(f"{task}/{method}", {})}
+            opts.setdefault("method", method)
+            for seed in seeds:
+                cells.append(Cell(f"{task}-{method}-s{seed}", {**opts, "seed": seed}))
+    return cells
+
+
+def run_cell(cell: Cell, out: Path, threads: int) -> tuple[Cell, str, float]:
+    """Runs one cell unless its summary exists; returns (cell, status, seconds)."""
+    run_dir = out / "runs" / cell.name
+    if (run_dir / "summary.json").exists():
+        return cell, "done before", 0.0
+    if run_dir.exists():
+        stale = run_dir.with_name(cell.name + ".incomplete")
+        shutil.rmtree(stale, ignore_errors=True)
+        run_dir.rename(stale)
+    (out / "configs" / f"{cell.name}.yaml").write_text(yaml.safe_dump(cell.options, sort_keys=True))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    with open(out / "logs" / f"{cell.name}.log", "w") as log:
+        proc = subprocess.run(cell.command(out), stdout=log, stderr=subprocess.STDOUT, env=env)
+    status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode}, see logs/{cell.name}.log)"
+    return cell, status, time.perf_counter() - start
+
+
+def parse_only(items: list[str]) -> dict[str, set[str]]:
+    only = {}
+    for item in items:
+        key, _, values = item.partition("=")
+        if key not in ("task", "method") or not values:
+            raise SystemExit(f"grid: --only takes task=A,B or method=A,B, got {item!r}")
+        only[key] = set(values.split(","))
+    return only
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("grid", type=Path, help="grid file (TOML)")
+    ap.add_argument("--out", type=Path, required=True, help="results folder (runs/, configs/, logs/ inside)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (each gets cores/jobs threads)")
+    ap.add_argument("--only", nargs="*", default=[], help="restrict: task=NAME[,NAME] method=NAME[,NAME]")
+    ap.add_argument("--dry-run", action="store_true", help="list the commands, run nothing")
+    args = ap.parse_args(argv)
+    if args.jobs < 1:
+        raise SystemExit(f"grid: --jobs must be >= 1, got {args.jobs}")
+    cells = expand(tomllib.loads(args.grid.read_text()), parse_only(args.only))
+    for sub in ("runs", "configs", "logs"):
+        (args.out / sub).mkdir(parents=True, exist_ok=True)
+    commands = [shlex.join(c.command(args.out, "python")) for c in cells]
+    if args.dry_run:
+        print("\n".join(commands))
+        return 0
+    with open(args.out / "commands.txt", "a") as f:
+        f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: python {shlex.join(sys.argv)}\n")
+        f.write("\n".join(commands) + "\n")
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    failed = 0
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for future in as_completed([pool.submit(run_cell, c, args.out, threads) for c in cells]):
+            cell, status, seconds = future.result()
+            failed += status.startswith("failed")
+            print(f"{cell.name:40s} {status} {seconds:8.1f} s", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
