@@ -76,7 +76,7 @@ class AmplifierMLP(nn.Module):
         v, slope = self._value_and_slope(r64, len(self.layers) - 1, torch.float64)
         v, slope, r = v[:, 0].to(x.dtype), slope[:, 0].to(x.dtype), r64.to(x.dtype)
         seg = torch.searchsorted(bps.to(x.dtype), x.detach().reshape(-1))
-        flat = v[seg] + slope[seg] * (x.reshape(-1) - r[seg])
+        flat = _take(v, seg) + _take(slope, seg) * (x.reshape(-1) - _take(r, seg))
         return flat.reshape(x.shape)
 
 
@@ -89,6 +89,11 @@ def _segments(bps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     mid = (lo[1:-1] + hi[1:-1]) / 2
     r = torch.cat([bps[:1] - 1.0, mid, bps[-1:] + 1.0])
     return r, lo, hi
+
+
+def _take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``t[idx]`` whose backward is deterministic (on CPU, advanced-indexing backward sums in a varying order)."""
+    return torch.index_select(t, 0, idx)
 
 
 _SEGMENT_IDS: dict[tuple, torch.Tensor] = {}
@@ -124,10 +129,10 @@ def amplify(mlp: AmplifierMLP, grads: list[torch.Tensor], c: float = 1.0, mode: 
     logw = out + torch.log(g.abs())  # log|p_i g_i| up to a per-tensor constant; -inf where g_i = 0
     shift = torch.full((n,), float("-inf"), dtype=g.dtype, device=g.device).scatter_reduce(0, seg, logw.detach(), "amax")
     shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
-    u = torch.sign(g) * torch.exp(logw - shift[seg])
+    u = torch.sign(g) * torch.exp(logw - _take(shift, seg))
     norm = torch.zeros(n, dtype=g.dtype, device=g.device).index_add(0, seg, u * u).sqrt()
     norm = torch.where(norm > 0, norm, torch.ones_like(norm))  # an all-zero tensor stays zero
-    new = (c * u / norm[seg]).split(sizes)
+    new = (c * u / _take(norm, seg)).split(sizes)
     new = [t.reshape(src.shape).to(src.dtype) for t, src in zip(new, grads)]
     if not return_stats:
         return new
@@ -138,10 +143,10 @@ def amplify(mlp: AmplifierMLP, grads: list[torch.Tensor], c: float = 1.0, mode: 
 def _stats(out, seg, sizes, g, new) -> dict:
     n = len(sizes)
     top = torch.full((n,), float("-inf"), dtype=out.dtype, device=out.device).scatter_reduce(0, seg, out, "amax")
-    e = torch.exp(out - top[seg])
+    e = torch.exp(out - _take(top, seg))
     total = torch.zeros(n, dtype=out.dtype, device=out.device).index_add(0, seg, e)
     counts = torch.tensor(sizes, device=out.device, dtype=out.dtype)
-    pn = e / total[seg] * counts[seg]
+    pn = e / _take(total, seg) * _take(counts, seg)
     g_norm = g.norm()
     new_norm = torch.sqrt(sum((t ** 2).sum() for t in new))
     ratio = new_norm / g_norm if g_norm > 0 else torch.zeros(())

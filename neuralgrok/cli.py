@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, build, is_tuple, load_file
+from .config import ConfigError, RunConfig, build, differing_keys, from_json, is_tuple, load_file
 from .tasks import TaskError
 
 GROUPS = {"task": "task and data", "model": "model", "optim": "optimisation", "method": "baseline methods",
@@ -36,20 +37,61 @@ def default_out(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.label or cfg.method}-{slug}-p{cfg.p}-s{cfg.seed}"
 
 
+def _given(args: argparse.Namespace) -> dict:
+    return {f.name: getattr(args, f.name) for f in fields(RunConfig) if hasattr(args, f.name)}
+
+
 def resolve_train_args(args: argparse.Namespace) -> RunConfig:
     """Defaults, then the config file, then the flags given on the command line."""
-    given = {f.name: getattr(args, f.name) for f in fields(RunConfig) if hasattr(args, f.name)}
     from_file = load_file(args.config) if args.config else {}
-    return build({**from_file, **given})
+    return build({**from_file, **_given(args)})
+
+
+def _resume_or_refuse(cfg: RunConfig, out: Path, asked: bool) -> RunConfig | None:
+    """The config to resume ``out`` with, or None for a fresh run; ConfigError when neither is allowed.
+
+    A non-empty folder is resumed when ``--resume`` names it, or when the command's
+    config equals the one saved there (re-running the same command); otherwise refused.
+    """
+    if not out.exists() or not any(out.iterdir()):
+        if asked:
+            raise ConfigError(f"nothing to resume in {out}: no such run folder")
+        return None
+    saved_path = out / "config.json"
+    if not saved_path.is_file():
+        raise ConfigError(f"run folder {out} exists and is not empty (and holds no config.json); choose another --out")
+    try:
+        saved = from_json(saved_path.read_text())
+    except (ValueError, ConfigError) as e:
+        raise ConfigError(f"cannot resume {out}: its config.json is unreadable ({str(e).splitlines()[0]})") from None
+    differ = differing_keys(saved, cfg)
+    if differ:
+        hint = "" if asked else " (use another --out for a new run)"
+        raise ConfigError(f"run folder {out} holds a run with other settings: {', '.join(differ)} differ{hint}")
+    return cfg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = resolve_train_args(args)
-    out = Path(args.out) if args.out else default_out(cfg)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"run folder {out} exists and is not empty; choose another --out")
-    from .trainer import train
-    summary = train(cfg, out, quiet=args.quiet)
+    if args.resume:
+        out = Path(args.resume)
+        if args.out and Path(args.out) != out:
+            raise ConfigError("--resume DIR continues DIR; leave out --out or give the same folder")
+        saved = out / "config.json"
+        base = json.loads(saved.read_text()) if saved.is_file() else {}
+        cfg = build({**base, **(load_file(args.config) if args.config else {}), **_given(args)})
+    else:
+        cfg = resolve_train_args(args)
+        out = Path(args.out) if args.out else default_out(cfg)
+    resume = _resume_or_refuse(cfg, out, bool(args.resume)) is not None
+    from .trainer import Interrupted, NonFiniteError, train
+    try:
+        summary = train(cfg, out, quiet=args.quiet, resume=resume)
+    except Interrupted as e:
+        print(f"neuralgrok: {e}; continue with: neuralgrok train --resume {out}", file=sys.stderr)
+        return 128 + e.signum
+    except NonFiniteError as e:
+        print(f"neuralgrok: error: {e}", file=sys.stderr)
+        return 1
     if not args.quiet:
         s95 = summary["steps_to_95"]
         print(f"{out}: {summary['steps']} steps, best test acc {summary['best_test_acc']:.4f}, "
@@ -85,7 +127,11 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on a modular-arithmetic task",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--config", help="TOML or YAML file of options (flags override it)")
-    t.add_argument("--out", help="run folder to write (default: runs/METHOD-TASK-pP-sSEED)")
+    t.add_argument("--out", help="run folder to write (default: runs/METHOD-TASK-pP-sSEED); re-running the same "
+                                 "command into it resumes from its last checkpoint")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last intact checkpoint, with "
+                                                    "its saved config (flags may change only --max-steps and the "
+                                                    "checkpoint options)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or final line")
     _add_config_flags(t)
     t.set_defaults(fn=cmd_train)

@@ -80,6 +80,13 @@ class RunConfig:
     stop_patience: int = opt(5, "... for this many consecutive evaluations", "run")
     run_on: bool = opt(False, "ignore the early stop and run all max_steps", "run")
     label: str = opt("", "name of this run's method in reports (default: the method)", "run")
+    checkpoint_every: int = opt(500, "write a checkpoint every N steps (also on SIGTERM/SIGINT and at the end)", "run")
+    keep_checkpoints: int = opt(2, "checkpoints kept in the run folder (the newest)", "run")
+    max_bad_steps: int = opt(10, "stop after this many consecutive steps with a non-finite loss or gradient", "run")
+
+
+# Options a resumed run may change: they do not alter the steps already taken.
+RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "keep_checkpoints", "max_bad_steps")
 
 
 def is_tuple(f: dataclasses.Field) -> bool:
@@ -178,7 +185,8 @@ def validate(cfg: RunConfig) -> None:
                f"--{f.name.replace('_', '-')} must be one of {', '.join(choices or ())}, got {v!r}")
         _check(not isinstance(v, float) or math.isfinite(v), f"--{f.name.replace('_', '-')} must be finite, got {v}")
     positive_ints = ("p", "n_layers", "d_model", "n_heads", "batch_size", "max_steps", "eval_every",
-                     "stop_patience", "ma_window", "meta_every")
+                     "stop_patience", "ma_window", "meta_every", "checkpoint_every", "keep_checkpoints",
+                     "max_bad_steps")
     for name in positive_ints:
         _check(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     _check(cfg.d_model % cfg.n_heads == 0, f"--d-model {cfg.d_model} is not divisible by --n-heads {cfg.n_heads}")
@@ -203,6 +211,12 @@ def validate(cfg: RunConfig) -> None:
     _check(not cfg.freeze_amplifier or cfg.amplifier, "--freeze-amplifier needs --amplifier PATH")
     _check(not cfg.amplifier or cfg.method == "neuralgrok", "--amplifier is only used with --method neuralgrok")
     _check(bool(re.fullmatch(r"[\w .+\-*/()=:]*", cfg.label)), f"--label has characters that cannot name a run: {cfg.label!r}")
+
+
+def differing_keys(a: RunConfig, b: RunConfig, ignore=RESUMABLE_CHANGES) -> list[str]:
+    """Option names whose values differ between two configs, as flags."""
+    return ["--" + f.name.replace("_", "-") for f in fields(RunConfig)
+            if f.name not in ignore and getattr(a, f.name) != getattr(b, f.name)]
 
 
 def to_json(cfg: RunConfig) -> str:

@@ -1,8 +1,9 @@
 """The training loop: one Accelerate loop for every method, writing the run folder."""
 from __future__ import annotations
 
-import dataclasses
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from torch.func import functional_call
 
-from . import metrics
+from . import checkpoint, metrics
 from .config import RunConfig, to_json
 from .data import BatchStream, TaskData, load_task_data
 from .methods import build_transform
@@ -20,6 +21,22 @@ from .optim import InnerOptimizer, warmup_schedule
 from .runfolder import MetricsLog, summarize, write_atomic, write_json
 
 EVAL_CHUNK = 4096
+
+
+class NonFiniteError(RuntimeError):
+    """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT arrived; the state was checkpointed."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint written")
+        self.signum, self.step = signum, step
+
+
+def _all_finite(tensors) -> bool:
+    return bool(torch.stack(torch._foreach_norm([t for t in tensors])).isfinite().all())
 
 
 class Trainer:
@@ -47,43 +64,95 @@ class Trainer:
         self.outer_stream = BatchStream(outer, cfg.outer_batch or len(outer), cfg.seed + 1, rank, world)
         self.step = 0
         self.good_evals = 0  # consecutive evaluations at or above stop_acc
+        self.bad_steps = 0  # consecutive steps skipped for a non-finite loss or gradient
+        self.skipped_steps = 0  # all such steps
+        self.elapsed_before = 0.0  # wall-clock seconds of the run before it was resumed
+        self._signal: int | None = None
+
+    # -- state ------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything the next step depends on: a run restored from it continues identically."""
+        return {"model": self.acc.unwrap_model(self.model).state_dict(), "inner_opt": self.inner_opt.state_dict(),
+                "schedule": self.schedule.state_dict(), "transform": self.transform.state_dict(),
+                "stream": self.stream.state_dict(), "outer_stream": self.outer_stream.state_dict(),
+                "rng": torch.get_rng_state(),
+                "counters": {"step": self.step, "good_evals": self.good_evals, "bad_steps": self.bad_steps,
+                             "skipped_steps": self.skipped_steps}}
+
+    def load_state_dict(self, state: dict, elapsed: float) -> None:
+        self.acc.unwrap_model(self.model).load_state_dict(state["model"])
+        self.inner_opt.load_state_dict(state["inner_opt"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.transform.load_state_dict(state["transform"])
+        self.stream.load_state_dict(state["stream"])
+        self.outer_stream.load_state_dict(state["outer_stream"])
+        torch.set_rng_state(state["rng"])
+        c = state["counters"]
+        self.step, self.good_evals, self.bad_steps, self.skipped_steps = (c["step"], c["good_evals"], c["bad_steps"],
+                                                                          c["skipped_steps"])
+        self.elapsed_before = elapsed
+
+    def save_checkpoint(self, elapsed: float) -> None:
+        if self.acc.is_main_process:
+            state = {**self.state_dict(), "elapsed": elapsed}
+            checkpoint.save(self.out, self.step, state, keep=self.cfg.keep_checkpoints)
+        self.acc.wait_for_everyone()
 
     # -- one step ---------------------------------------------------------------
     def _batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.data.x[rows].to(self.acc.device), self.data.y[rows].to(self.acc.device)
 
     def train_step(self, log: bool) -> dict:
-        """One inner step (and the meta step when due). With ``log``, returns gradient metrics."""
+        """One inner step (and the meta step when due). With ``log``, returns gradient metrics.
+
+        A step whose loss or gradient (before or after the transform) is not finite
+        changes no parameter and no filter state; it still consumes its batch and its
+        learning-rate step, and is counted.
+        """
         cfg, out = self.cfg, {}
         self.model.train()
         x, y = self._batch(self.stream.next())
         loss = F.cross_entropy(answer_logits(self.model, x).float(), y)
         self.acc.backward(loss)
         raw = [p.grad for p in self.params]
-        if log:
-            out.update(age_raw=metrics.age(raw), age_raw_scaled=metrics.age_scaled(raw))
-        if self.meta and self.step % cfg.meta_every == 0:
-            grads, stats = self.transform.meta_step(raw, lambda g: self.inner_opt.lookahead(g, cfg.lookahead),
-                                                    self._outer_loss, self._mean_over_processes, with_stats=log)
-            out.update(stats)
-        elif log and hasattr(self.transform, "apply"):
-            grads, stats = self.transform.apply(raw, with_stats=True)
-            out.update(stats)
+        grads = None
+        if torch.isfinite(loss) and _all_finite(raw):
+            if log:
+                out.update(age_raw=metrics.age(raw), age_raw_scaled=metrics.age_scaled(raw))
+            grads = self._transform(raw, log, out)
+        if grads is not None and _all_finite(grads):
+            for p, g in zip(self.params, grads):
+                p.grad = g
+            if cfg.clip_grad > 0:
+                self.acc.clip_grad_norm_(self.params, cfg.clip_grad)
+            if log:
+                final = [p.grad for p in self.params]
+                out.update(age=metrics.age(final), age_scaled=metrics.age_scaled(final))
+            self.opt.step()
+            self.bad_steps = 0
         else:
-            grads = self.transform(raw)
-        for p, g in zip(self.params, grads):
-            p.grad = g
-        if cfg.clip_grad > 0:
-            self.acc.clip_grad_norm_(self.params, cfg.clip_grad)
-        if log:
-            final = [p.grad for p in self.params]
-            out.update(age=metrics.age(final), age_scaled=metrics.age_scaled(final))
-        self.opt.step()
+            self.bad_steps += 1
+            self.skipped_steps += 1
         self.schedule.step()
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
         out["loss"] = loss.item()
+        if self.bad_steps >= cfg.max_bad_steps:
+            raise NonFiniteError(f"{self.bad_steps} consecutive steps with a non-finite loss or gradient (last at "
+                                 f"step {self.step}); stopped, the last good checkpoint is kept")
         return out
+
+    def _transform(self, raw: list[torch.Tensor], log: bool, out: dict) -> list[torch.Tensor]:
+        """The method's transform of the raw gradient, with a meta step first when one is due."""
+        if self.meta and self.step % self.cfg.meta_every == 0:
+            grads, stats = self.transform.meta_step(raw, lambda g: self.inner_opt.lookahead(g, self.cfg.lookahead),
+                                                    self._outer_loss, self._mean_over_processes, with_stats=log)
+        elif log and hasattr(self.transform, "apply"):
+            grads, stats = self.transform.apply(raw, with_stats=True)
+        else:
+            grads, stats = self.transform(raw), {}
+        out.update(stats)
+        return grads
 
     def _outer_loss(self, params: list[torch.Tensor]) -> torch.Tensor:
         """Loss of the model with ``params`` substituted, on (a batch of) the outer slice."""
@@ -118,41 +187,91 @@ class Trainer:
         with torch.no_grad():
             weight_norm = torch.sqrt(sum((p.float() ** 2).sum() for p in self.params)).item()
         row = dict(step=self.step, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
-                   weight_norm=weight_norm, elapsed_s=round(elapsed, 3), awe=metrics.awe(self.params))
+                   weight_norm=weight_norm, elapsed_s=round(elapsed, 3), awe=metrics.awe(self.params),
+                   skipped_steps=self.skipped_steps)
         row.update({k: v for k, v in grad_stats.items() if k != "loss"})
         return row
 
     # -- the run ----------------------------------------------------------------
-    def run(self) -> dict:
+    def _resume(self, log: MetricsLog) -> list[dict]:
+        """Restores the newest intact checkpoint and the metrics logged up to it; [] when starting afresh."""
+        found = checkpoint.load_latest(self.out)
+        if found is None:
+            if log.path.exists() and log.path.stat().st_size:
+                print(f"neuralgrok: no usable checkpoint in {self.out}; starting again from step 0", file=sys.stderr)
+            return log.truncate_to(0) if self.acc.is_main_process else []
+        step, state = found
+        self.load_state_dict(state, state["elapsed"])
+        rows = log.truncate_to(step) if self.acc.is_main_process else []
+        self.acc.wait_for_everyone()
+        if not self.quiet and self.acc.is_main_process:
+            print(f"neuralgrok: resuming {self.out} from step {step}", file=sys.stderr)
+        return rows
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signal = signum
+
+    def run(self, resume: bool = False) -> dict:
+        """Trains until the target or ``max_steps``; with ``resume``, continues from the newest checkpoint."""
         cfg, main = self.cfg, self.acc.is_main_process
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_atomic(self.out / "config.json", to_json(cfg) + "\n")
         log = MetricsLog(self.out / "metrics.jsonl")
-        rows: list[dict] = []
+        rows = self._resume(log) if resume else []
+        previous = {}
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return self._loop(rows, log, main)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _loop(self, rows: list[dict], log: MetricsLog, main: bool) -> dict:
+        cfg = self.cfg
         bar = self._progress_bar()
-        start, stopped = time.perf_counter(), "max_steps"
-        while self.step < cfg.max_steps:
-            due = (self.step + 1) % cfg.eval_every == 0 or self.step + 1 == cfg.max_steps
-            stats = self.train_step(log=due)
+        start, stopped = time.perf_counter() - self.elapsed_before, "max_steps"
+        elapsed = lambda: time.perf_counter() - start  # noqa: E731
+        done = self._target_reached()  # a resumed run may have met its target already
+        try:
+            while self.step < cfg.max_steps and not done:
+                due = (self.step + 1) % cfg.eval_every == 0 or self.step + 1 == cfg.max_steps
+                stats = self.train_step(log=due)
+                if bar is not None:
+                    bar.update(1)
+                if due:
+                    row = self.eval_row(stats, elapsed())
+                    rows.append(row)
+                    if main:
+                        log.append(row)
+                    if bar is not None:
+                        bar.set_postfix(train=f"{row['train_acc']:.3f}", test=f"{row['test_acc']:.3f}", refresh=False)
+                    self.good_evals = self.good_evals + 1 if row["test_acc"] >= cfg.stop_acc else 0
+                    done = self._target_reached()
+                if self._signal is not None:
+                    self.save_checkpoint(elapsed())
+                    raise Interrupted(self._signal, self.step)
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint(elapsed())
+        except NonFiniteError:
+            self._finish(rows, elapsed(), "non_finite")
+            raise
+        finally:
             if bar is not None:
-                bar.update(1)
-            if not due:
-                continue
-            row = self.eval_row(stats, time.perf_counter() - start)
-            rows.append(row)
-            if main:
-                log.append(row)
-            if bar is not None:
-                bar.set_postfix(train=f"{row['train_acc']:.3f}", test=f"{row['test_acc']:.3f}", refresh=False)
-            self.good_evals = self.good_evals + 1 if row["test_acc"] >= cfg.stop_acc else 0
-            if self.good_evals >= cfg.stop_patience and not cfg.run_on:
-                stopped = "target"
-                break
-        if bar is not None:
-            bar.close()
-        summary = summarize(rows, self.step, time.perf_counter() - start, stopped)
-        if main:
+                bar.close()
+        if done:
+            stopped = "target"
+        self.save_checkpoint(elapsed())
+        return self._finish(rows, elapsed(), stopped)
+
+    def _target_reached(self) -> bool:
+        return self.good_evals >= self.cfg.stop_patience and not self.cfg.run_on
+
+    def _finish(self, rows: list[dict], elapsed: float, stopped: str) -> dict:
+        summary = summarize(rows, self.step, elapsed, stopped)
+        summary["skipped_steps"] = self.skipped_steps
+        if self.acc.is_main_process:
             write_json(self.out / "summary.json", summary)
             if hasattr(self.transform, "save"):
                 self.transform.save(self.out)
@@ -166,10 +285,6 @@ class Trainer:
                     dynamic_ncols=True)
 
 
-def train(cfg: RunConfig, out: str | Path, quiet: bool = False) -> dict:
-    """Runs one training run into ``out`` and returns its summary."""
-    return Trainer(cfg, out, quiet).run()
-
-
-def config_dict(cfg: RunConfig) -> dict:
-    return dataclasses.asdict(cfg)
+def train(cfg: RunConfig, out: str | Path, quiet: bool = False, resume: bool = False) -> dict:
+    """Runs one training run into ``out`` (continuing from its checkpoint with ``resume``); returns its summary."""
+    return Trainer(cfg, out, quiet).run(resume)
