@@ -67,7 +67,8 @@ class NeuralGrok(GradientTransform):
 
         ``lookahead(g')`` gives the parameters after one step with g' (differentiable in
         g'); ``outer_loss(params)`` is the loss on the outer slice with those parameters;
-        ``reduce(t)`` averages a tensor over processes (data parallelism).
+        ``outer_loss`` returns this process's share of the loss and ``reduce(t)`` sums a
+        tensor over processes (data parallelism), giving the whole outer batch's mean.
         """
         raw = [g.detach() for g in grads]
         new, stats = amplify(self.mlp, raw, self.c, self.mode, return_stats=True)

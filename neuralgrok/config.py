@@ -46,6 +46,8 @@ class RunConfig:
     weight_decay: float = opt(0.0, "weight decay (L2 for adam and sgd, decoupled for adamw)", "optim")
     warmup_steps: int = opt(10, "linear learning-rate warm-up steps", "optim")
     batch_size: int = opt(512, "global batch size", "optim")
+    mixed_precision: str = opt("no", "autocast precision for forward passes (bf16, or fp16 with loss scaling; "
+                                     "transforms and AGE stay float32)", "optim", choices=("no", "bf16", "fp16"))
     clip_grad: float | None = opt(None, "clip the global gradient norm after the transform (0: off; "
                                         "default 1.0 for neuralgrok, off otherwise)", "optim")
     # method

@@ -13,7 +13,7 @@ from accelerate import Accelerator
 from torch.func import functional_call
 
 from . import checkpoint, metrics
-from .config import RunConfig, to_json
+from .config import ConfigError, RunConfig, to_json
 from .data import BatchStream, TaskData, load_task_data
 from .methods import build_transform
 from .model import ModelConfig, Transformer, answer_logits
@@ -44,7 +44,10 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, out: str | Path, quiet: bool = False, accelerator: Accelerator | None = None):
         self.cfg, self.out, self.quiet = cfg, Path(out), quiet
-        self.acc = accelerator or Accelerator()
+        self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
+        world = self.acc.num_processes
+        if cfg.batch_size % world:
+            raise ConfigError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
         torch.manual_seed(cfg.seed)
         self.data: TaskData = load_task_data(cfg.task, cfg.p, cfg.operand_range, cfg.layout, cfg.train_frac,
                                              cfg.inner_outer_ratio, cfg.seed)
@@ -114,6 +117,7 @@ class Trainer:
         x, y = self._batch(self.stream.next())
         loss = F.cross_entropy(answer_logits(self.model, x).float(), y)
         self.acc.backward(loss)
+        self.acc.unscale_gradients()  # fp16: transforms, AGE and the finite check see true gradients
         raw = [p.grad for p in self.params]
         grads = None
         if torch.isfinite(loss) and _all_finite(raw):
@@ -133,6 +137,8 @@ class Trainer:
         else:
             self.bad_steps += 1
             self.skipped_steps += 1
+            if self.acc.scaler is not None:  # fp16: let the loss scale back off, as a skipped scaler step would
+                self.acc.scaler.update()
         self.schedule.step()
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
@@ -146,7 +152,7 @@ class Trainer:
         """The method's transform of the raw gradient, with a meta step first when one is due."""
         if self.meta and self.step % self.cfg.meta_every == 0:
             grads, stats = self.transform.meta_step(raw, lambda g: self.inner_opt.lookahead(g, self.cfg.lookahead),
-                                                    self._outer_loss, self._mean_over_processes, with_stats=log)
+                                                    self._outer_loss, self._sum_over_processes, with_stats=log)
         elif log and hasattr(self.transform, "apply"):
             grads, stats = self.transform.apply(raw, with_stats=True)
         else:
@@ -155,15 +161,20 @@ class Trainer:
         return grads
 
     def _outer_loss(self, params: list[torch.Tensor]) -> torch.Tensor:
-        """Loss of the model with ``params`` substituted, on (a batch of) the outer slice."""
+        """This process's part of the mean loss on (a batch of) the outer slice, with ``params`` substituted.
+
+        Each process holds a share of the outer batch and returns its summed loss over
+        the whole batch's size, so the sum over processes is the mean over the batch.
+        """
         model = self.acc.unwrap_model(self.model)
         names = [n for n, _ in model.named_parameters()]
         x, y = self._batch(self.outer_stream.next())
-        logits = functional_call(model, dict(zip(names, params)), (x,))[:, -1]
-        return F.cross_entropy(logits.float(), y)
+        with self.acc.autocast():
+            logits = functional_call(model, dict(zip(names, params)), (x,))[:, -1]
+        return F.cross_entropy(logits.float(), y, reduction="sum") / self.outer_stream.batch_size
 
-    def _mean_over_processes(self, t: torch.Tensor) -> torch.Tensor:
-        return self.acc.reduce(t, "mean") if self.acc.num_processes > 1 else t
+    def _sum_over_processes(self, t: torch.Tensor) -> torch.Tensor:
+        return self.acc.reduce(t, "sum") if self.acc.num_processes > 1 else t
 
     # -- evaluation -------------------------------------------------------------
     @torch.no_grad()
@@ -218,6 +229,8 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             write_atomic(self.out / "config.json", to_json(cfg) + "\n")
         log = MetricsLog(self.out / "metrics.jsonl")
+        if main and not self.quiet:
+            print(self.describe_setup(), file=sys.stderr)
         rows = self._resume(log) if resume else []
         previous = {}
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
@@ -270,12 +283,18 @@ class Trainer:
 
     def _finish(self, rows: list[dict], elapsed: float, stopped: str) -> dict:
         summary = summarize(rows, self.step, elapsed, stopped)
-        summary["skipped_steps"] = self.skipped_steps
+        summary.update(skipped_steps=self.skipped_steps, processes=self.acc.num_processes)
         if self.acc.is_main_process:
             write_json(self.out / "summary.json", summary)
             if hasattr(self.transform, "save"):
                 self.transform.save(self.out)
         return summary
+
+    def describe_setup(self) -> str:
+        """One line stating the distributed setup, so that a silent single-process fallback is visible."""
+        a = self.acc
+        return (f"neuralgrok: {a.num_processes} process{'es' if a.num_processes > 1 else ''} "
+                f"({a.distributed_type.value}), device {a.device}, mixed precision {a.mixed_precision}")
 
     def _progress_bar(self):
         if self.quiet or not self.acc.is_main_process or not sys.stderr.isatty():

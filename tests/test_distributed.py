@@ -1,0 +1,63 @@
+"""Two CPU processes under torchrun train like one process with the same global batch, and stay in lockstep."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY
+
+WORKER = Path(__file__).with_name("dist_worker.py")
+# SGD: its update is linear in the gradient, so parameters expose any difference in the averaged gradients
+# (Adam would turn rounding-level differences in near-zero entries into full ±lr steps).
+RUN = [*TINY, "--run-on", "--max-steps", "30", "--eval-every", "10", "--optimizer", "sgd", "--lr", "0.3",
+       "--weight-decay", "0"]
+METHODS = {"standard": [], "grokfast_ema": ["--method", "grokfast_ema"],
+           "neuralgrok": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2"]}
+
+
+def launch(nproc, tmp, extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           str(WORKER), str(tmp / f"state{nproc}"), str(tmp / f"run{nproc}"), *RUN, *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    states = [torch.load(p, weights_only=False) for p in sorted((tmp / f"state{nproc}").glob("rank*.pt"))]
+    rows = [json.loads(line) for line in (tmp / f"run{nproc}" / "metrics.jsonl").read_text().splitlines()]
+    return states, rows
+
+
+def flat(state):
+    """Every tensor in a (nested) transform state, in a fixed order."""
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, dict):
+        return [t for k in sorted(state, key=str) for t in flat(state[k])]
+    if isinstance(state, (list, tuple)):
+        return [t for v in state for t in flat(v)]
+    return []
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_two_processes_match_one(method, tmp_path):
+    two, rows2 = launch(2, tmp_path, METHODS[method])
+    one, rows1 = launch(1, tmp_path, METHODS[method])
+    assert [s["world"] for s in two] == [2, 2] and two[0]["type"] == "MULTI_CPU"
+    assert one[0]["world"] == 1
+    # ranks in lockstep: parameters and every transform state (filters, amplifier, its optimizer) bit-identical
+    for a, b in zip(two[0]["params"], two[1]["params"]):
+        assert torch.equal(a, b)
+    assert all(torch.equal(a, b) for a, b in zip(flat(two[0]["transform"]), flat(two[1]["transform"])))
+    # the same training as one process with the same global batch, up to float rounding
+    a, b = (torch.cat([p.reshape(-1) for p in s[0]["params"]]) for s in (two, one))
+    assert ((a - b).norm() / b.norm()).item() < 1e-4
+    assert [r["step"] for r in rows2] == [r["step"] for r in rows1] == [10, 20, 30]
+    for r2, r1 in zip(rows2, rows1):
+        for key in ("train_loss", "test_loss", "weight_norm", "age_raw_scaled"):
+            assert r2[key] == pytest.approx(r1[key], rel=1e-3), key
+        assert abs(r2["test_acc"] - r1["test_acc"]) <= 0.02
+    if method == "neuralgrok":
+        assert rows2[-1]["outer_loss"] == pytest.approx(rows1[-1]["outer_loss"], rel=1e-3)
