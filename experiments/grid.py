@@ -1,7 +1,7 @@
 """Runs a grid of training runs (tasks × methods × seeds) from a TOML grid file, N at a time, resumable.
 
     python experiments/grid.py experiments/grids/paper.toml --out experiments/results/paper --jobs 2
-    python experiments/grid.py GRID --out DIR --only task=mul,add method=neuralgrok --dry-run
+    python experiments/grid.py GRID --out DIR --only task=mul,add method=neuralgrok seed=0 --dry-run
 
 A grid file has ``[grid]`` (``tasks``, ``methods``, ``seeds``), ``[defaults]`` (run options
 for every run), ``[tasks.NAME]`` and ``[methods.NAME]`` (options for that task or method;
@@ -58,6 +58,8 @@ def expand(grid: dict, only: dict[str, set[str]] | None = None) -> list[Cell]:
                     **grid.get("cells", {}).get(f"{task}/{method}", {})}
             opts.setdefault("method", method)
             for seed in seeds:
+                if only and str(seed) not in only.get("seed", {str(seed)}):
+                    continue
                 cells.append(Cell(f"{task}-{method}-s{seed}", {**opts, "seed": seed}))
     return cells
 
@@ -84,8 +86,8 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
     only = {}
     for item in items:
         key, _, values = item.partition("=")
-        if key not in ("task", "method") or not values:
-            raise SystemExit(f"grid: --only takes task=A,B or method=A,B, got {item!r}")
+        if key not in ("task", "method", "seed") or not values:
+            raise SystemExit(f"grid: --only takes task=A,B, method=A,B or seed=0,1, got {item!r}")
         only[key] = set(values.split(","))
     return only
 
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("grid", type=Path, help="grid file (TOML)")
     ap.add_argument("--out", type=Path, required=True, help="results folder (runs/, configs/, logs/ inside)")
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time (each gets cores/jobs threads)")
-    ap.add_argument("--only", nargs="*", default=[], help="restrict: task=NAME[,NAME] method=NAME[,NAME]")
+    ap.add_argument("--only", nargs="*", default=[], help="restrict: task=NAME[,NAME] method=NAME[,NAME] seed=N[,N]")
     ap.add_argument("--dry-run", action="store_true", help="list the commands, run nothing")
     args = ap.parse_args(argv)
     if args.jobs < 1:

@@ -43,7 +43,8 @@ class RunConfig:
     beta1: float = opt(0.9, "Adam beta1", "optim")
     beta2: float = opt(0.98, "Adam beta2", "optim")
     eps: float = opt(1e-8, "Adam epsilon", "optim")
-    weight_decay: float = opt(0.0, "weight decay (L2 for adam and sgd, decoupled for adamw)", "optim")
+    weight_decay: float = opt(1e-3, "weight decay (L2 for adam and sgd, decoupled for adamw); 1e-3 as in NeuralGrok",
+                              "optim")
     warmup_steps: int = opt(10, "linear learning-rate warm-up steps", "optim")
     batch_size: int = opt(512, "global batch size", "optim")
     mixed_precision: str = opt("no", "autocast precision for forward passes (bf16, or fp16 with loss scaling; "
