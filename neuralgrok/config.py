@@ -47,7 +47,7 @@ class RunConfig:
                               "optim")
     warmup_steps: int = opt(10, "linear learning-rate warm-up steps", "optim")
     batch_size: int = opt(512, "global batch size", "optim")
-    mixed_precision: str = opt("no", "autocast precision for forward passes (bf16, or fp16 with loss scaling; "
+    mixed_precision: str = opt("no", "autocast precision for forward passes (bf16, or fp16 with loss scaling on a GPU; "
                                      "transforms and AGE stay float32)", "optim", choices=("no", "bf16", "fp16"))
     clip_grad: float | None = opt(None, "clip the global gradient norm after the transform (0: off; "
                                         "default 1.0 for neuralgrok, off otherwise)", "optim")
@@ -83,6 +83,7 @@ class RunConfig:
     stop_patience: int = opt(5, "... for this many consecutive evaluations", "run")
     run_on: bool = opt(False, "ignore the early stop and run all max_steps", "run")
     label: str = opt("", "name of this run's method in reports (default: the method)", "run")
+    age_per_tensor: bool = opt(False, "also log AGE per parameter tensor (age_tensors, age_raw_tensors)", "run")
     checkpoint_every: int = opt(500, "write a checkpoint every N steps (also on SIGTERM/SIGINT and at the end)", "run")
     keep_checkpoints: int = opt(2, "checkpoints kept in the run folder (the newest)", "run")
     max_bad_steps: int = opt(10, "stop after this many consecutive steps with a non-finite loss or gradient", "run")

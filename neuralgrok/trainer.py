@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from torch.func import functional_call
 
 from . import checkpoint, metrics
@@ -35,6 +36,19 @@ class Interrupted(Exception):
         self.signum, self.step = signum, step
 
 
+def _accelerator(mixed_precision: str) -> Accelerator:
+    """An Accelerator for this run, also when an earlier run in this process used another precision.
+
+    Accelerate keeps one process-wide state and refuses a second precision; we drop that
+    state (not the process group, which ``PartialState`` keeps) so that runs with different
+    ``--mixed-precision`` can follow each other in one Python session.
+    """
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") != mixed_precision:
+        AcceleratorState._reset_state()
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
+
+
 def _all_finite(tensors) -> bool:
     return bool(torch.stack(torch._foreach_norm([t for t in tensors])).isfinite().all())
 
@@ -44,7 +58,10 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, out: str | Path, quiet: bool = False, accelerator: Accelerator | None = None):
         self.cfg, self.out, self.quiet = cfg, Path(out), quiet
-        self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
+        self.acc = accelerator or _accelerator(cfg.mixed_precision)
+        if cfg.mixed_precision == "fp16" and not self.acc.native_amp:
+            raise ConfigError(f"--mixed-precision fp16 needs a GPU: Accelerate does no fp16 autocast on "
+                              f"{self.acc.device.type}; use bf16 there")
         world = self.acc.num_processes
         if cfg.batch_size % world:
             raise ConfigError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
@@ -60,6 +77,7 @@ class Trainer:
         self.meta = getattr(self.transform, "meta_step", None) is not None and not cfg.freeze_amplifier
         self.model, self.opt = self.acc.prepare(model, self.inner_opt)
         self.params = [p for p in self.model.parameters()]
+        self.param_names = [n for n, _ in self.acc.unwrap_model(self.model).named_parameters()]
         rank, world = self.acc.process_index, self.acc.num_processes
         train_rows = self.data.splits.inner if cfg.method == "neuralgrok" else self.data.splits.train
         self.stream = BatchStream(train_rows, cfg.batch_size, cfg.seed, rank, world)
@@ -123,6 +141,8 @@ class Trainer:
         if torch.isfinite(loss) and _all_finite(raw):
             if log:
                 out.update(age_raw=metrics.age(raw), age_raw_scaled=metrics.age_scaled(raw))
+                if cfg.age_per_tensor:
+                    out["age_raw_tensors"] = metrics.age_per_tensor(raw, self.param_names)
             grads = self._transform(raw, log, out)
         if grads is not None and _all_finite(grads):
             for p, g in zip(self.params, grads):
@@ -132,6 +152,8 @@ class Trainer:
             if log:
                 final = [p.grad for p in self.params]
                 out.update(age=metrics.age(final), age_scaled=metrics.age_scaled(final))
+                if cfg.age_per_tensor:
+                    out["age_tensors"] = metrics.age_per_tensor(final, self.param_names)
             self.opt.step()
             self.bad_steps = 0
         else:

@@ -7,7 +7,10 @@ import warnings
 import pytest
 import torch
 
+from conftest import TINY
+from neuralgrok.cli import main
 from neuralgrok.metrics import age, age_per_tensor, age_scaled, awe
+from neuralgrok.model import ModelConfig, Transformer
 from neuralgrok.report import build_report, load_run
 
 # -- metrics ------------------------------------------------------------------------------------------
@@ -67,6 +70,21 @@ def test_awe_and_per_tensor():
     assert per == pytest.approx({"w": -math.log(0.5), "b": -0.25 * math.log(0.25), "frozen": 0.0})
     with pytest.raises(ValueError):
         age_per_tensor([torch.ones(2)], ["a", "b"])
+
+
+@pytest.mark.parametrize("method", [[], ["--method", "neuralgrok", "--amp-hidden", "8,8"]])
+def test_run_logs_age_per_tensor_on_request(method, tmp_path):
+    run = [*TINY, "--run-on", "--max-steps", "20", *method]
+    assert main(["train", "--out", str(tmp_path / "off"), *run]) == 0
+    assert main(["train", "--out", str(tmp_path / "on"), *run, "--age-per-tensor"]) == 0
+    off, on = (json.loads((tmp_path / d / "metrics.jsonl").read_text().splitlines()[0]) for d in ("off", "on"))
+    assert "age_tensors" not in off and off["age"] == on["age"]  # logging only, training unchanged
+    names = [n for n, _ in Transformer(ModelConfig(26, 4, 1, 64, 4)).named_parameters()]
+    assert list(on["age_tensors"]) == list(on["age_raw_tensors"]) == names
+    # AGE adds over the concatenated tensors
+    assert sum(on["age_tensors"].values()) == pytest.approx(on["age"], rel=1e-6)
+    assert sum(on["age_raw_tensors"].values()) == pytest.approx(on["age_raw"], rel=1e-6)
+    assert (on["age_tensors"] == on["age_raw_tensors"]) == (not method)  # only a transform changes them
 
 
 # -- synthetic run folders ----------------------------------------------------------------------------
