@@ -121,8 +121,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="neuralgrok", description="Grokking experiments: NeuralGrok and its baselines.")
+    p = _OneLineParser(prog="neuralgrok", description="Grokking experiments: NeuralGrok and its baselines.")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model on a modular-arithmetic task",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)

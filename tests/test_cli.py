@@ -44,6 +44,7 @@ def test_choice_and_missing_value_rejected_by_argparse():
     proc = subprocess.run([sys.executable, "-m", "neuralgrok", "train", "--method", "magic"], capture_output=True,
                           text=True)
     assert proc.returncode == 2 and "invalid choice" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_tiny_run_learns_and_writes_run_folder(tmp_path):
