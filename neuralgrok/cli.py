@@ -8,6 +8,7 @@ import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from .bilevel import AmplifierFileError
 from .config import ConfigError, RunConfig, build, differing_keys, from_json, is_tuple, load_file
 from .tasks import TaskError
 
@@ -53,6 +54,8 @@ def _resume_or_refuse(cfg: RunConfig, out: Path, asked: bool) -> RunConfig | Non
     A non-empty folder is resumed when ``--resume`` names it, or when the command's
     config equals the one saved there (re-running the same command); otherwise refused.
     """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
     if not out.exists() or not any(out.iterdir()):
         if asked:
             raise ConfigError(f"nothing to resume in {out}: no such run folder")
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ConfigError, TaskError) as e:
+    except (ConfigError, TaskError, AmplifierFileError) as e:
         print(f"neuralgrok: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

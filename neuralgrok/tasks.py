@@ -12,6 +12,7 @@ OPERANDS = "abcde"
 SYMBOLS = ("+", "-", "*", "/", "(", ")", "=")
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 LAYOUTS = ("postfix", "infix")
+MAX_ROWS = 10_000_000  # a table is built in memory; beyond this it would take minutes and gigabytes
 
 # The paper tasks, by name: (expression, default p, operands besides `a` that include 0).
 PAPER_TASKS: dict[str, tuple[str, int, frozenset[str]]] = {
@@ -147,6 +148,10 @@ def make_task(task: str, p: int | None = None, ranges: dict[str, tuple[int, int]
     for name, (lo, hi) in rng.items():
         if not 0 <= lo <= hi <= p - 1:
             raise TaskError(f"operand range {name}={lo}:{hi} is empty or outside 0..{p - 1}")
+    rows = math.prod(hi - lo + 1 for lo, hi in rng.values())
+    if rows > MAX_ROWS:
+        raise TaskError(f"task {task!r} mod {p} has {rows:,} rows, more than the {MAX_ROWS:,} a table may hold; "
+                        f"use a smaller p or narrower operand ranges")
     return Task(expr, p, operands, rng, tree)
 
 

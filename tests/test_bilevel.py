@@ -151,3 +151,9 @@ def test_tiny_task_learns_then_transfers_frozen(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "c"), *ng_args[:-2], "--max-steps", "20",
                  "--amplifier", str(tmp_path / "a")]) == 0
     assert (tmp_path / "c" / "amplifier.safetensors").read_bytes() != learnt  # meta-training continued
+
+    capsys.readouterr()
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00garbage")  # from the command line: one line, exit 2
+    assert main(["train", "--out", str(tmp_path / "d"), *frozen[:-2], str(tmp_path / "bad.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "corrupt" in err[0]

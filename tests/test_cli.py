@@ -24,6 +24,7 @@ from conftest import TINY
     (["--amp-hidden", "12,x"], "amp-hidden"),
     (["--d-model", "100", "--n-heads", "3"], "divisible"),
     (["--method", "neuralgrok", "--freeze-amplifier"], "needs --amplifier"),
+    (["--task", "a+b", "--p", "100000"], "more than the 10,000,000"),
 ])
 def test_bad_input_exit_2_one_line(args, msg, tmp_path, capsys):
     code = main(["train", "--out", str(tmp_path / "run"), *args])
@@ -80,3 +81,9 @@ def test_tasks_command_lists_paper_tasks(capsys):
     for expr in ("(a+b) mod 97", "(a-b) mod 97", "(a*b) mod 97", "(a/b) mod 97", "(a*a-b) mod 97",
                  "(a*c+b*d-e) mod 7"):
         assert expr in text
+
+
+def test_out_that_is_a_file_refused(tmp_path, capsys):
+    (tmp_path / "f").write_text("data")
+    assert main(["train", "--out", str(tmp_path / "f"), *TINY]) == 2
+    assert "not a folder" in capsys.readouterr().err and (tmp_path / "f").read_text() == "data"
