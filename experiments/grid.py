@@ -12,7 +12,9 @@ be re-run by hand with the command printed in ``OUT/commands.txt``.
 
 A run whose folder already holds ``summary.json`` is skipped, so a long grid can be
 stopped and started again across sessions.  A folder left without a summary (the run
-was killed) is moved aside to ``NAME.incomplete`` and the run starts again.
+was killed) is continued from its last checkpoint when its ``config.json`` matches the
+cell's options; one holding other settings (the grid file was edited since) is moved
+aside to ``NAME.incomplete`` and the run starts again.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from neuralgrok.config import ConfigError, build, differing_keys, from_json
 
 
 @dataclass
@@ -64,21 +68,32 @@ def expand(grid: dict, only: dict[str, set[str]] | None = None) -> list[Cell]:
     return cells
 
 
+def continues(cell: Cell, run_dir: Path) -> bool:
+    """True when ``run_dir`` holds an unfinished run with this cell's settings (training resumes it)."""
+    try:
+        saved = from_json((run_dir / "config.json").read_text())
+        return not differing_keys(saved, build(cell.options))
+    except (OSError, ValueError, ConfigError):
+        return False
+
+
 def run_cell(cell: Cell, out: Path, threads: int) -> tuple[Cell, str, float]:
     """Runs one cell unless its summary exists; returns (cell, status, seconds)."""
     run_dir = out / "runs" / cell.name
     if (run_dir / "summary.json").exists():
         return cell, "done before", 0.0
-    if run_dir.exists():
+    resumed = run_dir.exists() and continues(cell, run_dir)
+    if run_dir.exists() and not resumed:
         stale = run_dir.with_name(cell.name + ".incomplete")
         shutil.rmtree(stale, ignore_errors=True)
         run_dir.rename(stale)
     (out / "configs" / f"{cell.name}.yaml").write_text(yaml.safe_dump(cell.options, sort_keys=True))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    with open(out / "logs" / f"{cell.name}.log", "w") as log:
+    with open(out / "logs" / f"{cell.name}.log", "a" if resumed else "w") as log:
         proc = subprocess.run(cell.command(out), stdout=log, stderr=subprocess.STDOUT, env=env)
     status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode}, see logs/{cell.name}.log)"
+    status += " (continued from its checkpoint)" if resumed else ""
     return cell, status, time.perf_counter() - start
 
 

@@ -1,0 +1,97 @@
+"""The grid runner: option merging, --only, skipping finished runs, continuing killed ones, setting aside stale ones."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("grid", Path(__file__).parents[1] / "experiments" / "grid.py")
+grid = sys.modules["grid"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(grid)
+
+# the tiny task of conftest.TINY as grid options, 40 steps with checkpoints every 10
+GRID = """
+[grid]
+tasks = ["add"]
+methods = ["standard"]
+seeds = [0]
+
+[defaults]
+p = 23
+train_frac = 0.7
+d_model = 64
+n_layers = 1
+batch_size = 128
+optimizer = "adamw"
+weight_decay = 1.0
+lr = 1e-2
+eval_every = 10
+checkpoint_every = 10
+max_steps = 40
+run_on = true
+
+[tasks.add]
+task = "a+b"
+"""
+
+
+def test_expand_merges_tables_in_order_and_filters():
+    spec = {"grid": {"tasks": ["t1", "t2"], "methods": ["m1", "m2"], "seeds": [0, 1]},
+            "defaults": {"lr": 1.0, "p": 7}, "tasks": {"t1": {"lr": 2.0, "seeds": [5]}},
+            "methods": {"m2": {"lr": 3.0}}, "cells": {"t1/m2": {"lr": 4.0}}}
+    cells = {c.name: c.options for c in grid.expand(spec)}
+    assert list(cells) == ["t1-m1-s5", "t1-m2-s5", "t2-m1-s0", "t2-m1-s1", "t2-m2-s0", "t2-m2-s1"]
+    assert [cells[n]["lr"] for n in ("t1-m1-s5", "t1-m2-s5", "t2-m1-s0", "t2-m2-s1")] == [2.0, 4.0, 1.0, 3.0]
+    assert cells["t2-m2-s1"] == {"lr": 3.0, "p": 7, "method": "m2", "seed": 1}
+    only = grid.expand(spec, grid.parse_only(["task=t2", "method=m1", "seed=1"]))
+    assert [c.name for c in only] == ["t2-m1-s1"]
+    with pytest.raises(SystemExit, match="needs 'seeds'"):
+        grid.expand({"grid": {"tasks": [], "methods": []}})
+
+
+def _run(tmp_path, text=GRID):
+    (tmp_path / "g.toml").write_text(text)
+    return grid.main([str(tmp_path / "g.toml"), "--out", str(tmp_path / "out")])
+
+
+def _rows(run):
+    return (run / "metrics.jsonl").read_text().splitlines()
+
+
+def test_finished_runs_are_skipped(tmp_path, capsys):
+    assert _run(tmp_path) == 0
+    run = tmp_path / "out" / "runs" / "add-standard-s0"
+    assert json.loads((run / "summary.json").read_text())["steps"] == 40
+    assert "python -m neuralgrok train" in (tmp_path / "out" / "commands.txt").read_text()
+    capsys.readouterr()
+    assert _run(tmp_path) == 0
+    assert "done before" in capsys.readouterr().out
+
+
+def test_killed_run_continues_from_its_checkpoint(tmp_path, capsys):
+    # a run stopped after its step-20 checkpoint: what a kill between steps 20 and 30 leaves
+    first = GRID.replace("max_steps = 40", "max_steps = 20")
+    assert _run(tmp_path, first) == 0
+    run = tmp_path / "out" / "runs" / "add-standard-s0"
+    (run / "summary.json").unlink()
+    before = _rows(run)
+    capsys.readouterr()
+    assert _run(tmp_path) == 0
+    assert "continued from its checkpoint" in capsys.readouterr().out
+    after = _rows(run)
+    # rows up to the checkpoint are the ones written before (a restart would rewrite their elapsed_s)
+    assert after[:len(before)] == before
+    assert [json.loads(r)["step"] for r in after] == [10, 20, 30, 40]
+    assert not (tmp_path / "out" / "runs" / "add-standard-s0.incomplete").exists()
+
+
+def test_run_with_other_settings_is_set_aside_and_restarted(tmp_path):
+    assert _run(tmp_path, GRID.replace("lr = 1e-2", "lr = 2e-2")) == 0
+    run = tmp_path / "out" / "runs" / "add-standard-s0"
+    (run / "summary.json").unlink()
+    assert _run(tmp_path) == 0
+    stale = tmp_path / "out" / "runs" / "add-standard-s0.incomplete"
+    assert json.loads((stale / "config.json").read_text())["lr"] == 2e-2
+    assert json.loads((run / "config.json").read_text())["lr"] == 1e-2
+    assert (run / "summary.json").is_file()
