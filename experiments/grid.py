@@ -107,11 +107,18 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
     return only
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity (taskset, cgroups) where the OS reports one."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("grid", type=Path, help="grid file (TOML)")
     ap.add_argument("--out", type=Path, required=True, help="results folder (runs/, configs/, logs/ inside)")
-    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (each gets cores/jobs threads)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (each gets usable cores/jobs threads)")
     ap.add_argument("--only", nargs="*", default=[], help="restrict: task=NAME[,NAME] method=NAME[,NAME] seed=N[,N]")
     ap.add_argument("--dry-run", action="store_true", help="list the commands, run nothing")
     args = ap.parse_args(argv)
@@ -127,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out / "commands.txt", "a") as f:
         f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: python {shlex.join(sys.argv)}\n")
         f.write("\n".join(commands) + "\n")
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = max(1, usable_cores() // args.jobs)
     failed = 0
     with ThreadPoolExecutor(args.jobs) as pool:
         for future in as_completed([pool.submit(run_cell, c, args.out, threads) for c in cells]):

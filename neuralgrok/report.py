@@ -185,6 +185,15 @@ class _Group:
     def running(self) -> list[Run]:
         return [r for r in self.runs if not r.finished]
 
+    def reached(self, pct: int) -> list[int]:
+        """Steps to ``pct``% test accuracy of the finished seeds that reached it."""
+        return [r.summary[f"steps_to_{pct}"] for r in self.finished if r.summary.get(f"steps_to_{pct}") is not None]
+
+    def fewest_steps_ran(self) -> int | None:
+        """The shortest finished run's length (its step count, else its cap): what "not within N steps" means."""
+        ran = [s for s in (r.summary.get("steps") or r.max_steps for r in self.finished) if s is not None]
+        return min(ran) if ran else None
+
 
 def _group(runs: list[Run]) -> dict[str, list[_Group]]:
     """Runs grouped by task (in order of first appearance) and method label (in the palette order)."""
@@ -203,13 +212,12 @@ def _table_row(g: _Group, paper_table: dict | None) -> dict[str, str]:
     caps = sorted({r.max_steps for r in g.runs if r.max_steps is not None})
     row = {"task": f"`{g.task_label}`", "method": g.label}
     for pct in (95, 99):
-        reached = [r.summary[f"steps_to_{pct}"] for r in fin if r.summary.get(f"steps_to_{pct}") is not None]
+        reached = g.reached(pct)
         if n == 0:
             cell = "(running)"
         elif not reached:
-            ran = [r.summary.get("steps") or r.max_steps for r in fin]
-            ran = [s for s in ran if s is not None]
-            cell = f"not within {min(ran)} steps" if ran else "not reached"
+            ran = g.fewest_steps_ran()
+            cell = f"not within {ran} steps" if ran is not None else "not reached"
         else:
             cell = _median_spread(reached)
         row[f"steps to {pct}%"] = cell
@@ -290,16 +298,25 @@ def _method_legend(ax, groups: list[_Group], colours: dict[str, str], extra: lis
     ax.legend(handles=handles + (extra or []), fontsize=8, loc="best", framealpha=0.85)
 
 
-def _plot_accuracy(grouped: dict[str, list[_Group]], colours: dict[str, str], path: Path) -> None:
+def _task_grid(n_tasks: int):
+    """(pyplot, figure, axes) with one panel per task, three to a row, spare panels hidden; Agg backend."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    ncols = min(n_tasks, 3)
+    nrows = math.ceil(n_tasks / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.0 * ncols, 4.2 * nrows), squeeze=False)
+    for ax in list(axes.flat)[n_tasks:]:
+        ax.set_visible(False)
+    return plt, fig, axes
+
+
+def _plot_accuracy(grouped: dict[str, list[_Group]], colours: dict[str, str], path: Path) -> None:
     from matplotlib.lines import Line2D
 
     tasks = list(grouped)
-    ncols = min(len(tasks), 3)
-    nrows = math.ceil(len(tasks) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.0 * ncols, 4.2 * nrows), squeeze=False)
+    plt, fig, axes = _task_grid(len(tasks))
     for ax, t in zip(axes.flat, tasks):
         for g in grouped[t]:
             c = colours[g.label]
@@ -312,8 +329,6 @@ def _plot_accuracy(grouped: dict[str, list[_Group]], colours: dict[str, str], pa
         ax.grid(alpha=0.3, which="both", lw=0.4)
         style = [Line2D([], [], color="k", ls="-", label="test"), Line2D([], [], color="k", ls="--", label="train")]
         _method_legend(ax, grouped[t], colours, style)
-    for ax in list(axes.flat)[len(tasks):]:
-        ax.set_visible(False)
     fig.tight_layout()
     _save_figure(fig, path)
     plt.close(fig)
@@ -347,6 +362,70 @@ def _plot_age(grouped: dict[str, list[_Group]], colours: dict[str, str], key: st
         fig.suptitle("AGE depends on the gradient's scale: normalised methods are not comparable with raw ones",
                      fontsize=9, y=1.0)
     fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+@dataclass
+class _StepsBar:
+    """One method on one task for the steps-vs-paper figure: our seeds' steps to 95%, the cap, the paper's number."""
+
+    label: str
+    reached: list[int]
+    n_finished: int
+    cap: int | None
+    paper: int | str | None
+
+
+def _steps_vs_paper(grouped: dict[str, list[_Group]], paper_table: dict) -> dict[str, list[_StepsBar]]:
+    """Per task, one entry per method with finished runs: our steps to 95% beside the published number."""
+    out: dict[str, list[_StepsBar]] = {}
+    for t, groups in grouped.items():
+        bars = []
+        for g in groups:
+            if g.finished:
+                bars.append(_StepsBar(g.label, sorted(g.reached(95)), len(g.finished), g.fewest_steps_ran(),
+                                      _paper_value(paper_table, g.task_label, g.task, g.label)))
+        if any(b.paper is not None for b in bars):
+            out[t] = bars
+    return out
+
+
+def _plot_steps_vs_paper(table: dict[str, list[_StepsBar]], colours: dict[str, str], path: Path) -> None:
+    from matplotlib.patches import Patch
+
+    tasks = list(table)
+    plt, fig, axes = _task_grid(len(tasks))
+    w = 0.38
+    for ax, t in zip(axes.flat, tasks):
+        bars = table[t]
+        top = max([x for b in bars for x in b.reached + ([b.cap] if b.cap else [])]
+                  + [b.paper for b in bars if isinstance(b.paper, (int, float))] + [1])
+        for i, b in enumerate(bars):
+            c = colours[b.label]
+            if b.reached:  # ours: median bar, min-max whisker, every seed a dot
+                med = statistics.median(b.reached)
+                ax.bar(i - w / 2, med, w, color=c, alpha=0.85)
+                ax.vlines(i - w / 2, min(b.reached), max(b.reached), color="k", lw=1)
+                ax.plot([i - w / 2] * len(b.reached), b.reached, "o", color="k", ms=3)
+                if len(b.reached) < b.n_finished:
+                    ax.text(i - w / 2, med, f"{len(b.reached)}/{b.n_finished}", ha="center", va="bottom", fontsize=7)
+            elif b.cap:  # ours never reached 95%: an outline up to the cap
+                ax.bar(i - w / 2, b.cap, w, fill=False, edgecolor=c, hatch="..", lw=1.2)
+                ax.text(i - w / 2, b.cap, f"not in\n{b.cap}", ha="center", va="bottom", fontsize=7)
+            if isinstance(b.paper, (int, float)):
+                ax.bar(i + w / 2, b.paper, w, color=c, alpha=0.35, hatch="//", edgecolor=c)
+            elif b.paper is not None:  # e.g. "fails in 1e6": no bar can be drawn to scale
+                ax.text(i + w / 2, top * 0.02, f"paper:\n{b.paper}", ha="center", va="bottom", fontsize=7,
+                        rotation=90)
+        ax.set_xticks(range(len(bars)), [b.label for b in bars], rotation=20, fontsize=8)
+        ax.set(title=f"{t}: steps to 95% test accuracy", ylabel="steps", ylim=(0, top * 1.18))
+        ax.grid(alpha=0.3, axis="y", lw=0.4)
+    fig.legend(handles=[Patch(color="0.3", alpha=0.85, label="here: median; line min–max; dots: seeds"),
+                        Patch(fill=False, hatch="..", label="here: no seed reached 95% within its steps"),
+                        Patch(facecolor="0.3", alpha=0.35, hatch="//", label="paper (one run)")],
+               loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     _save_figure(fig, path)
     plt.close(fig)
 
@@ -406,6 +485,15 @@ def build_report(run_dirs: list[Path], out_dir: Path, paper_table: dict | None =
     if md_note:
         md += ["", md_note]
     md.append("")
+
+    comparison = _steps_vs_paper(grouped, paper_table) if paper_table else {}
+    if comparison:
+        _plot_steps_vs_paper(comparison, colours, out_dir / "steps_vs_paper.png")
+        md += ["## Against the published numbers", "",
+               "Steps to 95% test accuracy, ours (solid: median bar, min–max line, one dot per seed that reached "
+               "it; an outline up to the cap where none did) beside the paper's (hatched; a published number that "
+               "is not a step count is written instead).", "",
+               "![steps to 95%, ours and the paper's](steps_vs_paper.png)", ""]
 
     if runs:
         _plot_accuracy(grouped, colours, out_dir / "accuracy.png")

@@ -11,7 +11,7 @@ from conftest import TINY
 from neuralgrok.cli import main
 from neuralgrok.metrics import age, age_per_tensor, age_scaled, awe
 from neuralgrok.model import ModelConfig, Transformer
-from neuralgrok.report import build_report, load_run
+from neuralgrok.report import _group, _steps_vs_paper, build_report, load_run
 
 # -- metrics ------------------------------------------------------------------------------------------
 
@@ -217,6 +217,21 @@ def test_report_paper_column(report, runs, tmp_path):
         plain = build_report(dirs[:3], tmp_path).read_text()
     assert "paper" not in _table(plain)[0]
     assert _table(plain)[0]["steps to 95%"] == "500 (400–600)"
+    assert "steps_vs_paper.png" not in plain and not (tmp_path / "steps_vs_paper.png").exists()
+
+
+def test_steps_vs_paper_data(runs):
+    """The figure's numbers: each seed that reached 95%, the cap where none did, the published number or phrase."""
+    _, dirs = runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grouped = _group([load_run(d) for d in dirs])
+    table = _steps_vs_paper(grouped, {"(a*b) mod 97": {"standard": 1280, "grokfast_ema": "fails in 1e6"}})
+    std, ema = table["(a*b) mod 97"]
+    assert (std.label, std.reached, std.n_finished, std.paper) == ("standard", [400, 500, 600], 3, 1280)
+    assert (ema.label, ema.reached, ema.n_finished, ema.cap, ema.paper) == ("grokfast_ema", [], 3, 1500,
+                                                                             "fails in 1e6")
+    assert _steps_vs_paper(grouped, {"(a+b) mod 97": {"standard": 1650}}) == {}  # no published number for a*b
 
 
 def test_report_header_and_links(report, runs):
@@ -234,8 +249,8 @@ def test_report_figures_are_valid_pngs(report):
 
     out, _, _ = report
     # every file written atomically: no temporary files left behind
-    assert sorted(os.listdir(out)) == ["accuracy.png", "age.png", "age_scaled.png", "report.md"]
-    for name in ("accuracy.png", "age.png", "age_scaled.png"):
+    assert sorted(os.listdir(out)) == ["accuracy.png", "age.png", "age_scaled.png", "report.md", "steps_vs_paper.png"]
+    for name in ("accuracy.png", "age.png", "age_scaled.png", "steps_vs_paper.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert len(data) > 20_000
