@@ -88,7 +88,7 @@ def run_cell(cell: Cell, out: Path, threads: int) -> tuple[Cell, str, float]:
         shutil.rmtree(stale, ignore_errors=True)
         run_dir.rename(stale)
     (out / "configs" / f"{cell.name}.yaml").write_text(yaml.safe_dump(cell.options, sort_keys=True))
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {**os.environ, **thread_env(threads)}
     start = time.perf_counter()
     with open(out / "logs" / f"{cell.name}.log", "a" if resumed else "w") as log:
         proc = subprocess.run(cell.command(out), stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -105,6 +105,11 @@ def parse_only(items: list[str]) -> dict[str, set[str]]:
             raise SystemExit(f"grid: --only takes task=A,B, method=A,B or seed=0,1, got {item!r}")
         only[key] = set(values.split(","))
     return only
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that sets each run's thread count; the count changes float rounding, so it is logged."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 def usable_cores() -> int:
@@ -127,14 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     cells = expand(tomllib.loads(args.grid.read_text()), parse_only(args.only))
     for sub in ("runs", "configs", "logs"):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
-    commands = [shlex.join(c.command(args.out, "python")) for c in cells]
+    threads = max(1, usable_cores() // args.jobs)
+    env_words = [f"{k}={v}" for k, v in thread_env(threads).items()]
+    commands = [shlex.join(env_words + c.command(args.out, "python")) for c in cells]
     if args.dry_run:
         print("\n".join(commands))
         return 0
     with open(args.out / "commands.txt", "a") as f:
         f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: python {shlex.join(sys.argv)}\n")
         f.write("\n".join(commands) + "\n")
-    threads = max(1, usable_cores() // args.jobs)
     failed = 0
     with ThreadPoolExecutor(args.jobs) as pool:
         for future in as_completed([pool.submit(run_cell, c, args.out, threads) for c in cells]):

@@ -305,7 +305,8 @@ class Trainer:
 
     def _finish(self, rows: list[dict], elapsed: float, stopped: str) -> dict:
         summary = summarize(rows, self.step, elapsed, stopped)
-        summary.update(skipped_steps=self.skipped_steps, processes=self.acc.num_processes)
+        summary.update(skipped_steps=self.skipped_steps, processes=self.acc.num_processes,
+                       threads=torch.get_num_threads())  # the count changes float rounding
         if self.acc.is_main_process:
             write_json(self.out / "summary.json", summary)
             if hasattr(self.transform, "save"):

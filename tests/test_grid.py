@@ -50,9 +50,9 @@ def test_expand_merges_tables_in_order_and_filters():
         grid.expand({"grid": {"tasks": [], "methods": []}})
 
 
-def _run(tmp_path, text=GRID):
+def _run(tmp_path, text=GRID, jobs=1):
     (tmp_path / "g.toml").write_text(text)
-    return grid.main([str(tmp_path / "g.toml"), "--out", str(tmp_path / "out")])
+    return grid.main([str(tmp_path / "g.toml"), "--out", str(tmp_path / "out"), "--jobs", str(jobs)])
 
 
 def _rows(run):
@@ -60,10 +60,13 @@ def _rows(run):
 
 
 def test_finished_runs_are_skipped(tmp_path, capsys):
-    assert _run(tmp_path) == 0
+    assert _run(tmp_path, jobs=2) == 0
     run = tmp_path / "out" / "runs" / "add-standard-s0"
     assert json.loads((run / "summary.json").read_text())["steps"] == 40
-    assert "python -m neuralgrok train" in (tmp_path / "out" / "commands.txt").read_text()
+    logged = (tmp_path / "out" / "commands.txt").read_text().splitlines()[1]
+    threads = max(1, grid.usable_cores() // 2)  # each of 2 jobs gets half the cores (torch would take all)
+    assert logged.startswith(f"OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} python -m neuralgrok train")
+    assert json.loads((run / "summary.json").read_text())["threads"] == threads  # what the run really used
     capsys.readouterr()
     assert _run(tmp_path) == 0
     assert "done before" in capsys.readouterr().out
