@@ -136,7 +136,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model on a modular-arithmetic task",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--config", help="TOML or YAML file of options (flags override it)")
+    t.add_argument("--config", help="TOML, YAML or JSON file of options (flags override it); a run folder's config.json re-runs that run")
     t.add_argument("--out", help="run folder to write (default: runs/METHOD-TASK-pP-sSEED); re-running the same "
                                  "command into it resumes from its last checkpoint")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last intact checkpoint, with "

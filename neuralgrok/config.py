@@ -129,7 +129,7 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
-    """Reads a TOML or YAML config file into {field name: value}, naming unknown keys."""
+    """Reads a TOML, YAML or JSON config file into {field name: value}, naming unknown keys."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -142,8 +142,10 @@ def load_file(path: str | Path) -> dict[str, Any]:
         elif path.suffix in (".yaml", ".yml"):
             import yaml
             data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":  # a run folder's config.json: re-runs that run
+            data = json.loads(text)
         else:
-            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
+            raise ConfigError(f"config file {path} must end in .toml, .yaml, .yml or .json")
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - any parser error becomes one line

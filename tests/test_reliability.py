@@ -124,6 +124,12 @@ def test_same_seed_same_metrics(reference, tmp_path):
     assert metrics(tmp_path / "again") == metrics(reference / "neuralgrok")
 
 
+def test_run_folder_config_json_reruns_the_run(reference, tmp_path):
+    saved = reference / "grokfast_ma" / "config.json"
+    assert main(["train", "--config", str(saved), "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    assert_same_run(tmp_path / "again", reference / "grokfast_ma")
+
+
 def _trainer(tmp_path, *extra):
     cfg = resolve_train_args(parser().parse_args(["train", *TINY, "--max-steps", "40", "--run-on", *extra]))
     return Trainer(cfg, tmp_path / "run", quiet=True)
