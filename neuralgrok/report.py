@@ -415,9 +415,9 @@ def _plot_steps_vs_paper(table: dict[str, list[_StepsBar]], colours: dict[str, s
                 ax.text(i - w / 2, b.cap, f"not in\n{b.cap}", ha="center", va="bottom", fontsize=7)
             if isinstance(b.paper, (int, float)):
                 ax.bar(i + w / 2, b.paper, w, color=c, alpha=0.35, hatch="//", edgecolor=c)
-            elif b.paper is not None:  # e.g. "fails in 1e6": no bar can be drawn to scale
-                ax.text(i + w / 2, top * 0.02, f"paper:\n{b.paper}", ha="center", va="bottom", fontsize=7,
-                        rotation=90)
+            else:  # e.g. "fails in 1e6", no bar to scale; or a method the paper does not report
+                note = "not in paper" if b.paper is None else f"paper:\n{b.paper}"
+                ax.text(i + w / 2, top * 0.02, note, ha="center", va="bottom", fontsize=7, rotation=90)
         ax.set_xticks(range(len(bars)), [b.label for b in bars], rotation=20, fontsize=8)
         ax.set(title=f"{t}: steps to 95% test accuracy", ylabel="steps", ylim=(0, top * 1.18))
         ax.grid(alpha=0.3, axis="y", lw=0.4)
