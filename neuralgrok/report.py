@@ -32,7 +32,8 @@ _RANK = {"standard": 0, "gradnorm": 2, "grokfast_ma": 3, "grokfast_ema": 4, "neu
 _CANONICAL_COLOURS = {"standard": "#4d4d4d", "gradnorm": "#9467bd", "grokfast_ma": "#1f77b4",
                       "grokfast_ema": "#2ca02c", "neuralgrok": "#d62728"}
 _WD_COLOURS = ("#8c564b", "#bcbd22", "#c49c94", "#dbdb8d", "#7f7f7f")
-_OTHER_COLOURS = ("#ff7f0e", "#17becf", "#e377c2", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#9edae5")
+_OTHER_COLOURS = ("#ff7f0e", "#17becf", "#e377c2", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#9edae5",
+                  "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#6b6ecf", "#b5cf6b", "#e7ba52", "#d6616b")
 _DPI = 120
 
 

@@ -11,7 +11,7 @@ from conftest import TINY
 from neuralgrok.cli import main
 from neuralgrok.metrics import age, age_per_tensor, age_scaled, awe
 from neuralgrok.model import ModelConfig, Transformer
-from neuralgrok.report import _group, _steps_vs_paper, build_report, load_run
+from neuralgrok.report import _CANONICAL_COLOURS, _group, _palette, _steps_vs_paper, build_report, load_run
 
 # -- metrics ------------------------------------------------------------------------------------------
 
@@ -258,3 +258,14 @@ def test_report_figures_are_valid_pngs(report):
         assert img.shape[0] >= 400 and img.shape[1] >= 600
         non_white = (img[..., :3].min(axis=-1) < 0.9).mean()
         assert non_white > 0.02  # something is drawn
+
+
+def test_palette_keeps_canonical_colours_and_tells_a_dozen_variants_apart():
+    canonical = [(m, m) for m in _CANONICAL_COLOURS]
+    variants = [(f"neuralgrok variant {i}", "neuralgrok") for i in range(12)]
+    variants += [(f"gradnorm + clip {i}", "gradnorm") for i in range(3)]
+    wd = [(f"standard wd {w}", "standard") for w in ("1e-2", "1e-3", "0")]
+    colours = _palette(canonical + variants + wd)
+    for method in _CANONICAL_COLOURS:
+        assert colours[method] == _CANONICAL_COLOURS[method]
+    assert len(set(colours.values())) == len(colours) == len(canonical + variants + wd)
