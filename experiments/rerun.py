@@ -1,6 +1,6 @@
 """Re-runs committed runs from their own config.json and says whether the re-run's metrics match.
 
-    python experiments/rerun.py experiments/results/paper/runs/mul-neuralgrok-s0 --threads 1
+    python experiments/rerun.py experiments/results/prenorm/paper/runs/mul-neuralgrok-s0 --threads 1
 
 Each run is trained again into ``--work`` (a temporary folder unless given) with the given thread
 count, then compared with the committed metrics line by line (every field but ``elapsed_s``).
@@ -23,9 +23,9 @@ from neuralgrok.runfolder import first_step_at, read_metrics
 
 
 def first_difference(committed: list[dict], rerun: list[dict]) -> str | None:
-    """None when the two logs agree on every field but elapsed_s, else where they first part."""
+    """None when the re-run agrees on every field the committed log has (elapsed_s aside), else where they first part."""
     for a, b in zip(committed, rerun):
-        fields = sorted(k for k in set(a) | set(b) if k != "elapsed_s" and a.get(k) != b.get(k))
+        fields = sorted(k for k in a if k != "elapsed_s" and a[k] != b.get(k))  # fields added since: no difference
         if fields:
             key = next((k for k in ("train_loss", "test_acc") if k in fields), fields[0])
             return f"step {a['step']}: {key} {a.get(key)!r} vs {b.get(key)!r} ({len(fields)} fields differ)"

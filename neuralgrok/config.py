@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .model import ARCHS
+
 METHODS = ("standard", "gradnorm", "grokfast_ma", "grokfast_ema", "neuralgrok")
 
 
@@ -26,12 +28,16 @@ class RunConfig:
     task: str = opt("a*b", "paper task name or expression over a..e with + - * / (see `neuralgrok tasks`)", "task")
     p: int = opt(97, "modulus", "task")
     operand_range: str = opt("", "operand ranges overriding the defaults, e.g. 'b=0:96,c=1:10' (inclusive)", "task")
-    layout: str = opt("postfix", "token layout: postfix (operands, operators, '=') or infix ('a op b =')", "task",
+    layout: str = opt("infix", "token layout: infix ('a op b =', as both published codes) or postfix (operands, "
+                               "operators, '=')", "task",
                       choices=("postfix", "infix"))
     train_frac: float = opt(0.5, "fraction of the table used for training; the rest is the test set", "task")
     inner_outer_ratio: float = opt(49.0, "train split into inner:outer = RATIO:1 (outer = NeuralGrok's held-out slice)",
                                    "task")
     # model
+    arch: str = opt("reference", "model: reference (the Grokfast and NeuralGrok public codes' decoder, which their "
+                                 "published numbers came from) or prenorm (the usual pre-norm residual block)", "model",
+                    choices=ARCHS)
     n_layers: int = opt(2, "transformer layers", "model")
     d_model: int = opt(128, "transformer width", "model")
     n_heads: int = opt(4, "attention heads", "model")
@@ -79,6 +85,11 @@ class RunConfig:
     seed: int = opt(0, "seed for the split, initialisation and batch order", "run")
     max_steps: int = opt(20000, "training steps at most", "run")
     eval_every: int = opt(10, "evaluate (and log a metrics line) every N steps", "run")
+    eval_exact_from: float = opt(0.95, "test accuracy is exact whenever it may reach this value (or --stop-acc); below "
+                                       "it, evaluation stops as soon as the errors prove it lower and logs the "
+                                       "estimate on the rows seen (test_rows); 0: always the whole test split", "run")
+    train_eval_rows: int = opt(512, "train loss and accuracy on this fixed random subset of the training split "
+                                    "(0: the whole split)", "run")
     stop_acc: float = opt(0.99, "stop once test accuracy has held at or above this ...", "run")
     stop_patience: int = opt(5, "... for this many consecutive evaluations", "run")
     run_on: bool = opt(False, "ignore the early stop and run all max_steps", "run")
@@ -91,6 +102,11 @@ class RunConfig:
 
 # Options a resumed run may change: they do not alter the steps already taken.
 RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "keep_checkpoints", "max_bad_steps")
+
+
+# Values that options added later had before they existed: a config.json written without
+# the key was trained with this value, so re-running or resuming it keeps it.
+LEGACY_VALUES = {"arch": "prenorm", "layout": "postfix", "eval_exact_from": 0.0, "train_eval_rows": 0}
 
 
 def is_tuple(f: dataclasses.Field) -> bool:
@@ -143,7 +159,7 @@ def load_file(path: str | Path) -> dict[str, Any]:
             import yaml
             data = yaml.safe_load(text) or {}
         elif path.suffix == ".json":  # a run folder's config.json: re-runs that run
-            data = json.loads(text)
+            data = {**LEGACY_VALUES, **json.loads(text)}
         else:
             raise ConfigError(f"config file {path} must end in .toml, .yaml, .yml or .json")
     except ConfigError:
@@ -199,6 +215,8 @@ def validate(cfg: RunConfig) -> None:
     _check(0.0 < cfg.train_frac < 1.0, f"--train-frac must be in (0, 1), got {cfg.train_frac}")
     _check(cfg.inner_outer_ratio > 0, f"--inner-outer-ratio must be > 0, got {cfg.inner_outer_ratio}")
     _check(0.0 <= cfg.dropout < 1.0, f"--dropout must be in [0, 1), got {cfg.dropout}")
+    _check(0.0 <= cfg.eval_exact_from <= 1.0, f"--eval-exact-from must be in [0, 1], got {cfg.eval_exact_from}")
+    _check(cfg.train_eval_rows >= 0, f"--train-eval-rows must be >= 0 (0: whole split), got {cfg.train_eval_rows}")
     _check(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
     for name in ("beta1", "beta2", "meta_beta1", "meta_beta2", "ema_alpha"):
         _check(0.0 <= getattr(cfg, name) < 1.0, f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(cfg, name)}")
@@ -230,5 +248,6 @@ def to_json(cfg: RunConfig) -> str:
 
 
 def from_json(text: str) -> RunConfig:
+    """A run folder's ``config.json`` as a RunConfig (options it predates take their :data:`LEGACY_VALUES`)."""
     data = json.loads(text)
-    return build({k: v for k, v in data.items()})
+    return build({**LEGACY_VALUES, **data})

@@ -1,4 +1,17 @@
-"""The base model: a small decoder-only causal transformer that reads an equation and predicts its answer."""
+"""The base model: a small decoder-only causal transformer that reads an equation and predicts its answer.
+
+Two architectures share embeddings, blocks of attention and a 4x GELU MLP, a final
+LayerNorm and a linear head:
+
+- ``reference`` (default): the decoder of the Grokfast and NeuralGrok public codes, the one
+  their published numbers came from. Its block replaces the residual stream by its
+  layer-normed value before attention, ``x = LN1(x); x = x + Attn(x); x = x + MLP(LN2(x))``;
+  attention is parameterised and initialised as ``torch.nn.MultiheadAttention`` (one
+  ``in_proj`` of shape (3C, C), Xavier-uniform, zero biases); the position table has a row
+  for the answer position too; the head has no bias.
+- ``prenorm``: the usual pre-norm residual block, ``x = x + Attn(LN1(x))``, default
+  ``nn.Linear`` initialisation and a head with bias (this project's first model).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,19 +21,29 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+ARCHS = ("reference", "prenorm")
+
 
 @dataclass
 class ModelConfig:
     vocab_size: int
-    seq_len: int
+    seq_len: int  # input tokens, up to and including '='
     n_layers: int = 2
     d_model: int = 128
     n_heads: int = 4
     dropout: float = 0.0
+    arch: str = "reference"
+
+
+def _causal_attention(qkv: torch.Tensor, n_heads: int, dropout: float) -> torch.Tensor:
+    """Causal multi-head attention from packed projections (B, T, 3C) -> (B, T, C), heads before projection."""
+    q, k, v = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=n_heads)
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)  # (B, H, T, D)
+    return rearrange(y, "b h t d -> b t (h d)")
 
 
 class SelfAttention(nn.Module):
-    """Multi-head causal self-attention."""
+    """Multi-head causal self-attention with ``nn.Linear`` projections (prenorm model)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -30,25 +53,62 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.n_heads)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, T, D)
-        return self.proj(rearrange(y, "b h t d -> b t (h d)"))
+        y = _causal_attention(self.qkv(x), self.n_heads, self.dropout if self.training else 0.0)
+        return self.proj(y)
+
+
+class ReferenceAttention(nn.Module):
+    """Causal self-attention with ``nn.MultiheadAttention``'s parameters, names and initialisation.
+
+    ``in_proj_weight`` (3C, C) is Xavier-uniform and ``in_proj_bias`` zero; ``out_proj`` is
+    a default ``nn.Linear`` whose bias is then zeroed, as ``MultiheadAttention`` does.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        c = cfg.d_model
+        self.n_heads, self.dropout = cfg.n_heads, cfg.dropout
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * c, c))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * c))
+        self.out_proj = nn.Linear(c, c)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3C)
+        return self.out_proj(_causal_attention(qkv, self.n_heads, self.dropout if self.training else 0.0))
+
+
+def _mlp(cfg: ModelConfig) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU(),
+                         nn.Linear(4 * cfg.d_model, cfg.d_model), nn.Dropout(cfg.dropout))
 
 
 class Block(nn.Module):
     """Pre-norm transformer block: attention then a 4x-wide MLP, each residual."""
 
+    attention = SelfAttention
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.attn = SelfAttention(cfg)
+        self.attn = self.attention(cfg)
         self.ln2 = nn.LayerNorm(cfg.d_model)
-        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU(),
-                                 nn.Linear(4 * cfg.d_model, cfg.d_model), nn.Dropout(cfg.dropout))
+        self.mlp = _mlp(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class ReferenceBlock(Block):
+    """The published codes' block: the stream is replaced by LN1(x) before the attention residual."""
+
+    attention = ReferenceAttention
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ln1(x)
+        x = x + self.attn(x)
         return x + self.mlp(self.ln2(x))
 
 
@@ -59,12 +119,17 @@ class Transformer(nn.Module):
         super().__init__()
         if cfg.d_model % cfg.n_heads:
             raise ValueError(f"width {cfg.d_model} is not divisible by {cfg.n_heads} heads")
+        if cfg.arch not in ARCHS:
+            raise ValueError(f"unknown architecture {cfg.arch!r}: choose from {', '.join(ARCHS)}")
         self.cfg = cfg
+        reference = cfg.arch == "reference"
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.pos = nn.Embedding(cfg.seq_len, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        # The published codes size the position table for the whole equation, answer included.
+        self.pos = nn.Embedding(cfg.seq_len + reference, cfg.d_model)
+        block = ReferenceBlock if reference else Block
+        self.blocks = nn.ModuleList(block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=not reference)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) -> next-token logits (B, T, V)."""

@@ -183,9 +183,9 @@ def evaluate(task: Task, values: dict[str, int]) -> int | None:
 
 def encode(task: Task, values: dict[str, int], layout: str, vocab: Vocab) -> list[int]:
     """The input tokens of one row (without the answer), ending with '='."""
-    if layout == "postfix":  # operands first, then operator tokens (NeuralGrok's layout)
+    if layout == "postfix":  # operands first, then operator tokens
         tokens = [values[x] for x in task.operands] + [vocab.symbol(s) for s in task.ops]
-    elif layout == "infix":  # the expression written out (Power et al., Grokfast)
+    elif layout == "infix":  # the expression written out (Power et al., Grokfast, NeuralGrok)
         tokens = [vocab.symbol(t) if t in SYMBOLS else values[t] if t in OPERANDS else int(t) % task.p
                   for t in _infix_tokens(task.tree)]
     else:
@@ -206,7 +206,7 @@ def _infix_tokens(node: ast.AST, parent_prec: int = 0, right: bool = False) -> l
     return toks
 
 
-def table(task: Task, layout: str = "postfix"):
+def table(task: Task, layout: str = "infix"):
     """The whole operation table as a Hugging Face ``datasets.Dataset``.
 
     Columns: ``input_ids`` (the tokens up to '='), ``label`` (the answer residue) and
@@ -273,8 +273,8 @@ def describe_paper_tasks() -> str:
         "Your own task: any expression over operands a..e with + - * / and parentheses,",
         "modulo --p; '/' multiplies by the modular inverse (needs a prime p; rows with a",
         "zero divisor are left out). Defaults: operand a takes 0..p-1, the others 1..p-1;",
-        "override with --operand-range 'b=0:96,c=1:10'. Token layout: --layout postfix",
-        "(operands, operator tokens, '=') or infix ('a op b =').",
+        "override with --operand-range 'b=0:96,c=1:10'. Token layout: --layout infix",
+        "('a op b =', the default, as the published codes) or postfix (operands, operator tokens, '=').",
         "  e.g. neuralgrok train --task 'a*a+b*b' --p 31",
     ]
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """The training loop: one Accelerate loop for every method, writing the run folder."""
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -21,7 +22,8 @@ from .model import ModelConfig, Transformer, answer_logits
 from .optim import InnerOptimizer, warmup_schedule
 from .runfolder import MetricsLog, summarize, write_atomic, write_json
 
-EVAL_CHUNK = 4096
+EVAL_CHUNK = 4096  # rows per evaluation pass
+BOUNDED_CHUNK = 512  # rows per pass of a bounded test evaluation, which may stop between passes
 
 
 class NonFiniteError(RuntimeError):
@@ -49,6 +51,16 @@ def _accelerator(mixed_precision: str) -> Accelerator:
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
 
 
+def _min_correct(n: int, accuracy: float) -> int:
+    """The fewest correct answers out of ``n`` for which ``correct / n >= accuracy``, as the summary compares."""
+    c = max(0, min(n, math.ceil(accuracy * n)))
+    while c > 0 and (c - 1) / n >= accuracy:
+        c -= 1
+    while c < n and c / n < accuracy:
+        c += 1
+    return c
+
+
 def _all_finite(tensors) -> bool:
     return bool(torch.stack(torch._foreach_norm([t for t in tensors])).isfinite().all())
 
@@ -69,7 +81,7 @@ class Trainer:
         self.data: TaskData = load_task_data(cfg.task, cfg.p, cfg.operand_range, cfg.layout, cfg.train_frac,
                                              cfg.inner_outer_ratio, cfg.seed)
         model = Transformer(ModelConfig(self.data.vocab_size, self.data.seq_len, cfg.n_layers, cfg.d_model,
-                                        cfg.n_heads, cfg.dropout))
+                                        cfg.n_heads, cfg.dropout, cfg.arch))
         self.inner_opt = InnerOptimizer(model.parameters(), cfg.optimizer, cfg.lr, (cfg.beta1, cfg.beta2), cfg.eps,
                                         cfg.weight_decay)
         self.schedule = warmup_schedule(self.inner_opt, cfg.warmup_steps)
@@ -199,29 +211,46 @@ class Trainer:
         return self.acc.reduce(t, "sum") if self.acc.num_processes > 1 else t
 
     # -- evaluation -------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, rows: torch.Tensor) -> tuple[float, float]:
-        """Mean loss and accuracy over ``rows`` (every row once, whatever the process count)."""
+    @torch.inference_mode()
+    def evaluate(self, rows: torch.Tensor, exact_from: float = 0.0) -> tuple[float, float, int]:
+        """Mean loss, accuracy and the number of rows they cover, over ``rows`` in their order.
+
+        Every row is evaluated once whatever the process count. With ``exact_from`` > 0 the
+        evaluation stops after the first chunk whose errors prove that the accuracy over
+        all ``rows`` is below ``exact_from``, and returns the loss and accuracy of the rows
+        seen (an estimate; ``rows`` is in random order). An accuracy at or above
+        ``exact_from`` is therefore always exact.
+        """
         self.model.eval()
+        n, world, rank = len(rows), self.acc.num_processes, self.acc.process_index
+        allowed = n - _min_correct(n, exact_from) if exact_from > 0 else n  # more errors than this: below
         loss_sum = torch.zeros((), device=self.acc.device)
         correct = torch.zeros((), device=self.acc.device)
-        share = rows.tensor_split(self.acc.num_processes)[self.acc.process_index]
-        for chunk in share.split(EVAL_CHUNK):
-            x, y = self._batch(chunk)
+        seen = 0
+        for chunk in rows.split(BOUNDED_CHUNK if exact_from > 0 else EVAL_CHUNK):
+            x, y = self._batch(chunk.tensor_split(world)[rank])
             logits = answer_logits(self.model, x).float()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(-1) == y).sum()
-        loss_sum, correct = self.acc.reduce(loss_sum, "sum"), self.acc.reduce(correct, "sum")
-        return loss_sum.item() / len(rows), correct.item() / len(rows)
+            part = torch.stack([F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(-1) == y).sum().float()])
+            part = self.acc.reduce(part, "sum") if world > 1 else part
+            loss_sum += part[0]
+            correct += part[1]
+            seen += len(chunk)
+            if exact_from > 0 and seen - correct.item() > allowed:
+                break
+        return loss_sum.item() / seen, correct.item() / seen, seen
 
     def eval_row(self, grad_stats: dict, elapsed: float) -> dict:
-        train_loss, train_acc = self.evaluate(self.data.splits.train)
-        test_loss, test_acc = self.evaluate(self.data.splits.test)
+        cfg, splits = self.cfg, self.data.splits
+        train_rows = splits.train[:cfg.train_eval_rows] if cfg.train_eval_rows else splits.train
+        train_loss, train_acc, n_train = self.evaluate(train_rows)
+        last = self.step >= cfg.max_steps  # the final accuracy is always exact
+        exact_from = 0.0 if last or not cfg.eval_exact_from else min(cfg.eval_exact_from, cfg.stop_acc)
+        test_loss, test_acc, n_test = self.evaluate(splits.test, exact_from)
         with torch.no_grad():
             weight_norm = torch.sqrt(sum((p.float() ** 2).sum() for p in self.params)).item()
         row = dict(step=self.step, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
-                   weight_norm=weight_norm, elapsed_s=round(elapsed, 3), awe=metrics.awe(self.params),
-                   skipped_steps=self.skipped_steps)
+                   train_rows=n_train, test_rows=n_test, weight_norm=weight_norm, elapsed_s=round(elapsed, 3),
+                   awe=metrics.awe(self.params), skipped_steps=self.skipped_steps)
         row.update({k: v for k, v in grad_stats.items() if k != "loss"})
         return row
 
