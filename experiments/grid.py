@@ -1,6 +1,6 @@
 """Runs a grid of training runs (tasks × methods × seeds) from a TOML grid file, N at a time, resumable.
 
-    python experiments/grid.py experiments/grids/paper.toml --out experiments/results/paper --jobs 2
+    python experiments/grid.py experiments/grids/prenorm/paper.toml --out experiments/results/prenorm/paper --jobs 2
     python experiments/grid.py GRID --out DIR --only task=mul,add method=neuralgrok seed=0 --dry-run
 
 A grid file has ``[grid]`` (``tasks``, ``methods``, ``seeds``), ``[defaults]`` (run options
