@@ -1,4 +1,4 @@
-"""Baseline gradient transforms (Grokfast EMA/MA, gradient normalisation), depending on torch only.
+"""Baseline gradient transforms (Grokfast EMA/MA, gradient normalisation, ⊥Grad), depending on torch only.
 
 Each transform maps the list of a model's gradients to a new list and is called once per
 step, between ``backward()`` and ``optimizer.step()``::
@@ -18,6 +18,7 @@ step, between ``backward()`` and ``optimizer.step()``::
 """
 from .gradnorm import GradNorm
 from .grokfast import GrokfastEMA, GrokfastMA
+from .orthograd import OrthoGrad
 from .transform import Chain, GradientTransform, Identity
 
-__all__ = ["GradientTransform", "Identity", "Chain", "GrokfastEMA", "GrokfastMA", "GradNorm"]
+__all__ = ["GradientTransform", "Identity", "Chain", "GrokfastEMA", "GrokfastMA", "GradNorm", "OrthoGrad"]

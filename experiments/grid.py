@@ -11,7 +11,8 @@ Later tables override earlier ones in that order.  Each run is an ordinary
 be re-run by hand with the command printed in ``OUT/commands.txt``.
 
 A run whose folder already holds ``summary.json`` is skipped, so a long grid can be
-stopped and started again across sessions.  A folder left without a summary (the run
+stopped and started again across sessions; a cell that another process is running (a
+second grid over the same folder, a job requeued early) is reported and skipped.  A folder left without a summary (the run
 was killed) is continued from its last checkpoint when its ``config.json`` matches the
 cell's options; one holding other settings (the grid file was edited since) is moved
 aside to ``NAME.incomplete`` and the run starts again.
@@ -33,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from neuralgrok.config import ConfigError, build, differing_keys, from_json
+from neuralgrok.runlock import FolderLock, FolderLocked, holder_of
 
 
 @dataclass
@@ -78,10 +80,26 @@ def continues(cell: Cell, run_dir: Path) -> bool:
 
 
 def run_cell(cell: Cell, out: Path, threads: int) -> tuple[Cell, str, float]:
-    """Runs one cell unless its summary exists; returns (cell, status, seconds)."""
+    """Runs one cell unless its summary exists or another process holds it; returns (cell, status, seconds).
+
+    The grid holds the cell's lock (``logs/NAME.lock``) while the cell runs, so two grids
+    over one folder never run a cell twice at once; a run folder that some other process
+    is writing (a ``neuralgrok train`` by hand) is left alone too.
+    """
+    try:
+        with FolderLock(out / "logs", f"{cell.name}.lock"):
+            return _run_cell(cell, out, threads)
+    except FolderLocked as e:
+        return cell, f"held by another process ({e.holder}), skipped", 0.0
+
+
+def _run_cell(cell: Cell, out: Path, threads: int) -> tuple[Cell, str, float]:
     run_dir = out / "runs" / cell.name
     if (run_dir / "summary.json").exists():
         return cell, "done before", 0.0
+    writer = holder_of(run_dir)
+    if writer:
+        return cell, f"held by another process ({writer}), skipped", 0.0
     resumed = run_dir.exists() and continues(cell, run_dir)
     if run_dir.exists() and not resumed:
         stale = run_dir.with_name(cell.name + ".incomplete")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .bilevel import AmplifierFileError
 from .config import ConfigError, RunConfig, build, differing_keys, from_json, is_tuple, load_file
+from .runlock import LOCK_NAME
 from .tasks import TaskError
 
 GROUPS = {"task": "task and data", "model": "model", "optim": "optimisation", "method": "baseline methods",
@@ -56,7 +57,7 @@ def _resume_or_refuse(cfg: RunConfig, out: Path, asked: bool) -> RunConfig | Non
     """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
-    if not out.exists() or not any(out.iterdir()):
+    if not out.exists() or not any(p.name != LOCK_NAME for p in out.iterdir()):
         if asked:
             raise ConfigError(f"nothing to resume in {out}: no such run folder")
         return None

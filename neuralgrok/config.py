@@ -9,9 +9,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .losses import LOSSES
 from .model import ARCHS
 
-METHODS = ("standard", "gradnorm", "grokfast_ma", "grokfast_ema", "neuralgrok")
+METHODS = ("standard", "gradnorm", "grokfast_ma", "grokfast_ema", "orthograd", "neuralgrok")
 
 
 class ConfigError(ValueError):
@@ -42,6 +43,7 @@ class RunConfig:
     d_model: int = opt(128, "transformer width", "model")
     n_heads: int = opt(4, "attention heads", "model")
     dropout: float = opt(0.0, "dropout probability", "model")
+    init_scale: float = opt(1.0, "multiply every initial weight by this (Omnigrok's alpha)", "model")
     # optimisation
     optimizer: str = opt("adam", "inner optimizer: adam (L2 weight decay, as the published code), adamw (decoupled), sgd",
                          "optim", choices=("adam", "adamw", "sgd"))
@@ -51,6 +53,10 @@ class RunConfig:
     eps: float = opt(1e-8, "Adam epsilon", "optim")
     weight_decay: float = opt(1e-3, "weight decay (L2 for adam and sgd, decoupled for adamw); 1e-3 as in NeuralGrok",
                               "optim")
+    loss: str = opt("softmax", "answer loss: softmax cross-entropy, or stablemax (Prieto et al. 2025; no softmax "
+                               "collapse)", "optim", choices=LOSSES)
+    weight_norm: float = opt(0.0, "after every step, rescale all weights to this global L2 norm (Omnigrok's "
+                                  "constant-norm training; 0: off)", "optim")
     warmup_steps: int = opt(10, "linear learning-rate warm-up steps", "optim")
     batch_size: int = opt(512, "global batch size", "optim")
     mixed_precision: str = opt("no", "autocast precision for forward passes (bf16, or fp16 with loss scaling on a GPU; "
@@ -217,6 +223,8 @@ def validate(cfg: RunConfig) -> None:
     _check(0.0 <= cfg.dropout < 1.0, f"--dropout must be in [0, 1), got {cfg.dropout}")
     _check(0.0 <= cfg.eval_exact_from <= 1.0, f"--eval-exact-from must be in [0, 1], got {cfg.eval_exact_from}")
     _check(cfg.train_eval_rows >= 0, f"--train-eval-rows must be >= 0 (0: whole split), got {cfg.train_eval_rows}")
+    _check(cfg.init_scale > 0, f"--init-scale must be > 0, got {cfg.init_scale}")
+    _check(cfg.weight_norm >= 0, f"--weight-norm must be >= 0 (0: off), got {cfg.weight_norm}")
     _check(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
     for name in ("beta1", "beta2", "meta_beta1", "meta_beta2", "ema_alpha"):
         _check(0.0 <= getattr(cfg, name) < 1.0, f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(cfg, name)}")

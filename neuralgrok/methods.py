@@ -1,13 +1,15 @@
 """Builds each method's gradient transform from the run config."""
 from __future__ import annotations
 
-from baselines import GradientTransform, GradNorm, GrokfastEMA, GrokfastMA, Identity
+import torch
+
+from baselines import GradientTransform, GradNorm, GrokfastEMA, GrokfastMA, Identity, OrthoGrad
 
 from .config import RunConfig
 
 
-def build_transform(cfg: RunConfig) -> GradientTransform:
-    """The gradient transform that ``cfg.method`` applies between backward and step."""
+def build_transform(cfg: RunConfig, params: list[torch.Tensor]) -> GradientTransform:
+    """The gradient transform that ``cfg.method`` applies between backward and step to the gradients of ``params``."""
     if cfg.method == "standard":
         return Identity()
     if cfg.method == "gradnorm":
@@ -16,6 +18,8 @@ def build_transform(cfg: RunConfig) -> GradientTransform:
         return GrokfastMA(window=cfg.ma_window, lamb=cfg.ma_lamb, reduce=cfg.ma_reduce)
     if cfg.method == "grokfast_ema":
         return GrokfastEMA(alpha=cfg.ema_alpha, lamb=cfg.ema_lamb)
+    if cfg.method == "orthograd":
+        return OrthoGrad(params)
     if cfg.method == "neuralgrok":
         from .bilevel import NeuralGrok
         return NeuralGrok.from_config(cfg)

@@ -27,10 +27,10 @@ PAPER_TABLE_1: dict[tuple[str, str], int | str] = {
 }
 
 # Colour and order of the methods, the same in every figure: standard, weight-decay (standard-method) variants,
-# gradient normalisation, Grokfast-MA, Grokfast-EMA, NeuralGrok, then any other label.
-_RANK = {"standard": 0, "gradnorm": 2, "grokfast_ma": 3, "grokfast_ema": 4, "neuralgrok": 5}
+# gradient normalisation, Grokfast-MA, Grokfast-EMA, ⊥Grad, NeuralGrok, then any other label.
+_RANK = {"standard": 0, "gradnorm": 2, "grokfast_ma": 3, "grokfast_ema": 4, "orthograd": 5, "neuralgrok": 6}
 _CANONICAL_COLOURS = {"standard": "#4d4d4d", "gradnorm": "#9467bd", "grokfast_ma": "#1f77b4",
-                      "grokfast_ema": "#2ca02c", "neuralgrok": "#d62728"}
+                      "grokfast_ema": "#2ca02c", "orthograd": "#e6a817", "neuralgrok": "#d62728"}
 _WD_COLOURS = ("#8c564b", "#bcbd22", "#c49c94", "#dbdb8d", "#7f7f7f")
 _OTHER_COLOURS = ("#ff7f0e", "#17becf", "#e377c2", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#9edae5",
                   "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#6b6ecf", "#b5cf6b", "#e7ba52", "#d6616b")
@@ -102,7 +102,7 @@ def _order_key(label: str, method: str) -> tuple:
         return (_RANK[norm], 0, label)
     if method == "standard":  # a standard-method variant: weight decay settings
         return (1, 1, label)
-    return (_RANK.get(method, 6), 1, label)
+    return (_RANK.get(method, len(_RANK)), 1, label)
 
 
 def _palette(labels_methods: list[tuple[str, str]]) -> dict[str, str]:

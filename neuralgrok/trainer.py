@@ -12,15 +12,18 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from accelerate.utils import broadcast_object_list
 from torch.func import functional_call
 
 from . import checkpoint, metrics
 from .config import ConfigError, RunConfig, to_json
 from .data import BatchStream, TaskData, load_task_data
+from .losses import cross_entropy
 from .methods import build_transform
 from .model import ModelConfig, Transformer, answer_logits
 from .optim import InnerOptimizer, warmup_schedule
 from .runfolder import MetricsLog, summarize, write_atomic, write_json
+from .runlock import FolderLock, FolderLocked
 
 EVAL_CHUNK = 4096  # rows per evaluation pass
 BOUNDED_CHUNK = 512  # rows per pass of a bounded test evaluation, which may stop between passes
@@ -82,10 +85,13 @@ class Trainer:
                                              cfg.inner_outer_ratio, cfg.seed)
         model = Transformer(ModelConfig(self.data.vocab_size, self.data.seq_len, cfg.n_layers, cfg.d_model,
                                         cfg.n_heads, cfg.dropout, cfg.arch))
+        if cfg.init_scale != 1.0:  # Omnigrok's initialisation scale: every weight multiplied by alpha
+            with torch.no_grad():
+                torch._foreach_mul_(list(model.parameters()), cfg.init_scale)
         self.inner_opt = InnerOptimizer(model.parameters(), cfg.optimizer, cfg.lr, (cfg.beta1, cfg.beta2), cfg.eps,
                                         cfg.weight_decay)
         self.schedule = warmup_schedule(self.inner_opt, cfg.warmup_steps)
-        self.transform = build_transform(cfg)
+        self.transform = build_transform(cfg, list(model.parameters()))
         self.meta = getattr(self.transform, "meta_step", None) is not None and not cfg.freeze_amplifier
         self.model, self.opt = self.acc.prepare(model, self.inner_opt)
         self.params = [p for p in self.model.parameters()]
@@ -100,6 +106,7 @@ class Trainer:
         self.bad_steps = 0  # consecutive steps skipped for a non-finite loss or gradient
         self.skipped_steps = 0  # all such steps
         self.elapsed_before = 0.0  # wall-clock seconds of the run before it was resumed
+        self.eval_seconds = 0.0  # wall-clock seconds spent in evaluations (eval_row), resumed runs included
         self._signal: int | None = None
 
     # -- state ------------------------------------------------------------------
@@ -110,7 +117,7 @@ class Trainer:
                 "stream": self.stream.state_dict(), "outer_stream": self.outer_stream.state_dict(),
                 "rng": torch.get_rng_state(),
                 "counters": {"step": self.step, "good_evals": self.good_evals, "bad_steps": self.bad_steps,
-                             "skipped_steps": self.skipped_steps}}
+                             "skipped_steps": self.skipped_steps, "eval_seconds": self.eval_seconds}}
 
     def load_state_dict(self, state: dict, elapsed: float) -> None:
         self.acc.unwrap_model(self.model).load_state_dict(state["model"])
@@ -123,6 +130,7 @@ class Trainer:
         c = state["counters"]
         self.step, self.good_evals, self.bad_steps, self.skipped_steps = (c["step"], c["good_evals"], c["bad_steps"],
                                                                           c["skipped_steps"])
+        self.eval_seconds = c.get("eval_seconds", 0.0)  # absent from older checkpoints
         self.elapsed_before = elapsed
 
     def save_checkpoint(self, elapsed: float) -> None:
@@ -145,7 +153,7 @@ class Trainer:
         cfg, out = self.cfg, {}
         self.model.train()
         x, y = self._batch(self.stream.next())
-        loss = F.cross_entropy(answer_logits(self.model, x).float(), y)
+        loss = cross_entropy(answer_logits(self.model, x), y, cfg.loss)
         self.acc.backward(loss)
         self.acc.unscale_gradients()  # fp16: transforms, AGE and the finite check see true gradients
         raw = [p.grad for p in self.params]
@@ -167,6 +175,8 @@ class Trainer:
                 if cfg.age_per_tensor:
                     out["age_tensors"] = metrics.age_per_tensor(final, self.param_names)
             self.opt.step()
+            if cfg.weight_norm > 0:
+                self._project_weights(cfg.weight_norm)
             self.bad_steps = 0
         else:
             self.bad_steps += 1
@@ -181,6 +191,12 @@ class Trainer:
             raise NonFiniteError(f"{self.bad_steps} consecutive steps with a non-finite loss or gradient (last at "
                                  f"step {self.step}); stopped, the last good checkpoint is kept")
         return out
+
+    @torch.no_grad()
+    def _project_weights(self, radius: float) -> None:
+        """Omnigrok's constant-norm training: rescales all parameters together to global L2 norm ``radius``."""
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self.params)))
+        torch._foreach_mul_(self.params, radius / norm)
 
     def _transform(self, raw: list[torch.Tensor], log: bool, out: dict) -> list[torch.Tensor]:
         """The method's transform of the raw gradient, with a meta step first when one is due."""
@@ -205,7 +221,7 @@ class Trainer:
         x, y = self._batch(self.outer_stream.next())
         with self.acc.autocast():
             logits = functional_call(model, dict(zip(names, params)), (x,))[:, -1]
-        return F.cross_entropy(logits.float(), y, reduction="sum") / self.outer_stream.batch_size
+        return cross_entropy(logits, y, self.cfg.loss, reduction="sum") / self.outer_stream.batch_size
 
     def _sum_over_processes(self, t: torch.Tensor) -> torch.Tensor:
         return self.acc.reduce(t, "sum") if self.acc.num_processes > 1 else t
@@ -230,7 +246,8 @@ class Trainer:
         for chunk in rows.split(BOUNDED_CHUNK if exact_from > 0 else EVAL_CHUNK):
             x, y = self._batch(chunk.tensor_split(world)[rank])
             logits = answer_logits(self.model, x).float()
-            part = torch.stack([F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(-1) == y).sum().float()])
+            part = torch.stack([cross_entropy(logits, y, self.cfg.loss, reduction="sum"),
+                                (logits.argmax(-1) == y).sum().float()])
             part = self.acc.reduce(part, "sum") if world > 1 else part
             loss_sum += part[0]
             correct += part[1]
@@ -240,6 +257,8 @@ class Trainer:
         return loss_sum.item() / seen, correct.item() / seen, seen
 
     def eval_row(self, grad_stats: dict, elapsed: float) -> dict:
+        """The metrics line at this step; its evaluation time is added to ``eval_seconds``."""
+        start = time.perf_counter()
         cfg, splits = self.cfg, self.data.splits
         train_rows = splits.train[:cfg.train_eval_rows] if cfg.train_eval_rows else splits.train
         train_loss, train_acc, n_train = self.evaluate(train_rows)
@@ -252,6 +271,7 @@ class Trainer:
                    train_rows=n_train, test_rows=n_test, weight_norm=weight_norm, elapsed_s=round(elapsed, 3),
                    awe=metrics.awe(self.params), skipped_steps=self.skipped_steps)
         row.update({k: v for k, v in grad_stats.items() if k != "loss"})
+        self.eval_seconds += time.perf_counter() - start
         return row
 
     # -- the run ----------------------------------------------------------------
@@ -273,24 +293,44 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         self._signal = signum
 
+    def _lock(self) -> FolderLock | None:
+        """The run folder's lock, taken by the main process before anything is written; FolderLocked if held.
+
+        The other processes wait for the main process's attempt and raise the same error
+        when it failed, so that no process of a distributed run touches a folder it does not own.
+        """
+        lock, error = None, ""
+        if self.acc.is_main_process:
+            try:
+                lock = FolderLock(self.out).acquire()
+            except FolderLocked as e:
+                error = str(e)
+        if self.acc.num_processes > 1:
+            error = broadcast_object_list([error])[0]
+        if error:
+            raise FolderLocked(error if self.acc.is_main_process else f"the main process could not lock {error}")
+        return lock
+
     def run(self, resume: bool = False) -> dict:
         """Trains until the target or ``max_steps``; with ``resume``, continues from the newest checkpoint."""
         cfg, main = self.cfg, self.acc.is_main_process
-        if main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.out / "config.json", to_json(cfg) + "\n")
-        log = MetricsLog(self.out / "metrics.jsonl")
-        if main and not self.quiet:
-            print(self.describe_setup(), file=sys.stderr)
-        rows = self._resume(log) if resume else []
+        lock = self._lock()
         previous = {}
-        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
+            if main:
+                write_atomic(self.out / "config.json", to_json(cfg) + "\n")
+            log = MetricsLog(self.out / "metrics.jsonl")
+            if main and not self.quiet:
+                print(self.describe_setup(), file=sys.stderr)
+            rows = self._resume(log) if resume else []
+            if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+                previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
             return self._loop(rows, log, main)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            if lock is not None:
+                lock.release()
 
     def _loop(self, rows: list[dict], log: MetricsLog, main: bool) -> dict:
         cfg = self.cfg
@@ -334,7 +374,8 @@ class Trainer:
 
     def _finish(self, rows: list[dict], elapsed: float, stopped: str) -> dict:
         summary = summarize(rows, self.step, elapsed, stopped)
-        summary.update(skipped_steps=self.skipped_steps, processes=self.acc.num_processes,
+        summary.update(eval_seconds=round(self.eval_seconds, 3), skipped_steps=self.skipped_steps,
+                       processes=self.acc.num_processes,
                        threads=torch.get_num_threads())  # the count changes float rounding
         if self.acc.is_main_process:
             write_json(self.out / "summary.json", summary)

@@ -1,0 +1,80 @@
+"""One writer per run folder: an advisory file lock that the operating system releases when its holder dies."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from pathlib import Path
+
+from .config import ConfigError
+
+LOCK_NAME = ".lock"
+
+
+class FolderLocked(ConfigError):
+    """Another live process holds the lock; the message names the folder and the holder."""
+
+    def __init__(self, message: str, holder: str = "holder unknown"):
+        super().__init__(message)
+        self.holder = holder
+
+
+class FolderLock:
+    """An exclusive ``flock`` on ``folder/name``, recording the holder's host and process id in the file.
+
+    ``flock`` locks belong to the open file, so they vanish when the holder exits or is
+    killed (SIGKILL included): a dead run never leaves its folder locked. The file itself
+    stays (removing it would let two processes lock two different files of one name).
+    """
+
+    def __init__(self, folder: str | Path, name: str = LOCK_NAME):
+        self.folder, self.path = Path(folder), Path(folder) / name
+        self._fd: int | None = None
+
+    def acquire(self) -> "FolderLock":
+        """Takes the lock or raises :class:`FolderLocked` at once; creates the folder if it does not exist."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe(os.read(fd, 4096).decode(errors="replace"))
+            os.close(fd)
+            raise FolderLocked(f"{self.folder} is being written by another process ({holder}); "
+                               f"wait for it to end or stop it", holder) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode())
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the file drops the lock
+            self._fd = None
+
+    def __enter__(self) -> "FolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def holder_of(folder: str | Path, name: str = LOCK_NAME) -> str | None:
+    """The live process locking ``folder`` ("host H, pid P"), or None when nobody does (or there is no lock file)."""
+    if not (Path(folder) / name).exists():
+        return None
+    try:
+        with FolderLock(folder, name):
+            return None
+    except FolderLocked as e:
+        return e.holder
+
+
+def _describe(holder: str) -> str:
+    try:
+        h = json.loads(holder)
+        return f"host {h['host']}, pid {h['pid']}"
+    except (ValueError, KeyError, TypeError):
+        return "holder unknown"
