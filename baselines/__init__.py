@@ -19,6 +19,7 @@ step, between ``backward()`` and ``optimizer.step()``::
 from .gradnorm import GradNorm
 from .grokfast import GrokfastEMA, GrokfastMA
 from .orthograd import OrthoGrad
-from .transform import Chain, GradientTransform, Identity
+from .transform import Chain, Context, GradientTransform, Identity, Update
 
-__all__ = ["GradientTransform", "Identity", "Chain", "GrokfastEMA", "GrokfastMA", "GradNorm", "OrthoGrad"]
+__all__ = ["GradientTransform", "Context", "Update", "Identity", "Chain", "GrokfastEMA", "GrokfastMA", "GradNorm",
+           "OrthoGrad"]

@@ -6,7 +6,7 @@ from numbers import Real
 
 import torch
 
-from .transform import GradientTransform, Grads
+from .transform import Context, GradientTransform, Grads, Update
 
 
 class GradNorm(GradientTransform):
@@ -26,10 +26,9 @@ class GradNorm(GradientTransform):
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
         self.c, self.scope, self.eps = float(c), scope, float(eps)
 
-    def __call__(self, grads: Grads) -> Grads:
-        grads = list(grads)
+    def update(self, grads: Grads, ctx: Context) -> Update:
         if not grads:
-            return []
+            return Update([])
         dtype = torch.float32
         for g in grads:
             dtype = torch.promote_types(dtype, g.dtype)
@@ -44,4 +43,4 @@ class GradNorm(GradientTransform):
             torch.where(n > 0, self.c / (n + self.eps), torch.zeros_like(n)).to(g.dtype)
             for n, g in zip(norms, grads)
         ]
-        return list(torch._foreach_mul(grads, scales))
+        return Update(list(torch._foreach_mul(grads, scales)))

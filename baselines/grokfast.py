@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .transform import GradientTransform, Grads
+from .transform import Context, GradientTransform, Grads, Update
 
 
 def _real(name: str, value: Any) -> float:
@@ -55,16 +55,18 @@ class GrokfastEMA(GradientTransform):
         self.alpha, self.lamb = alpha, lamb
         self.h: list[torch.Tensor] = []
 
-    def __call__(self, grads: Grads) -> Grads:
-        grads = list(grads)
+    def update(self, grads: Grads, ctx: Context) -> Update:
         if not self.h:
-            self.h = [g.detach().clone() for g in grads]
+            h = [g.detach().clone() for g in grads]
         else:
             _check_grads("GrokfastEMA", grads, self.h, [h.shape for h in self.h])
-            self.h = [h if h.device == g.device else h.to(g.device) for h, g in zip(self.h, grads)]
-            torch._foreach_mul_(self.h, self.alpha)
-            torch._foreach_add_(self.h, grads, alpha=1.0 - self.alpha)
-        return list(torch._foreach_add(grads, self.h, alpha=self.lamb))
+            h = [h if h.device == g.device else h.to(g.device) for h, g in zip(self.h, grads)]
+            h = torch._foreach_mul(h, self.alpha)
+            torch._foreach_add_(h, grads, alpha=1.0 - self.alpha)
+
+        def commit() -> None:
+            self.h = h
+        return Update(list(torch._foreach_add(grads, h, alpha=self.lamb)), commit=commit)
 
     def state_dict(self) -> dict[str, Any]:
         return {"h": [h.clone() for h in self.h]}
@@ -100,31 +102,40 @@ class GrokfastMA(GradientTransform):
         self.pos = 0  # slot the next gradient is written to
         self.count = 0  # gradients currently in the window (<= window)
 
-    def __call__(self, grads: Grads) -> Grads:
-        grads = list(grads)
-        if not self.buffers:
-            self.buffers = [g.new_zeros((self.window, *g.shape)) for g in grads]
-            self.sums = [g.new_zeros(g.shape) for g in grads]
+    def update(self, grads: Grads, ctx: Context) -> Update:
+        buffers, sums = self.buffers, self.sums
+        if not buffers:
+            buffers = [g.new_zeros((self.window, *g.shape)) for g in grads]
+            sums = [g.new_zeros(g.shape) for g in grads]
         else:
-            _check_grads("GrokfastMA", grads, self.sums, [s.shape for s in self.sums])
-            if any(b.device != g.device for b, g in zip(self.buffers, grads)):
-                self.buffers = [b.to(g.device) for b, g in zip(self.buffers, grads)]
-                self.sums = [s.to(g.device) for s, g in zip(self.sums, grads)]
-        slots = [b[self.pos] for b in self.buffers]
-        if self.count == self.window:
-            torch._foreach_sub_(self.sums, slots)  # drop the oldest gradient
-        for slot, g in zip(slots, grads):
-            slot.copy_(g)
-        torch._foreach_add_(self.sums, grads)
-        self.pos = (self.pos + 1) % self.window
-        self.count = min(self.count + 1, self.window)
-        if self.pos == 0:  # every `window` steps: recompute the sum exactly
-            for s, b in zip(self.sums, self.buffers):
-                torch.sum(b, dim=0, out=s)
-        if self.warmup and self.count < self.window:
-            return [g.clone() for g in grads]
-        scale = self.lamb / self.count if self.reduce == "mean" else self.lamb
-        return list(torch._foreach_add(grads, self.sums, alpha=scale))
+            _check_grads("GrokfastMA", grads, sums, [s.shape for s in sums])
+            if any(b.device != g.device for b, g in zip(buffers, grads)):
+                buffers = [b.to(g.device) for b, g in zip(buffers, grads)]
+                sums = [s.to(g.device) for s, g in zip(sums, grads)]
+        pos, count = (self.pos + 1) % self.window, min(self.count + 1, self.window)
+        if pos == 0:  # every `window` steps: the sum recomputed exactly, over the buffer with g in its slot
+            written = [torch.cat([b[:self.pos], g.unsqueeze(0), b[self.pos + 1:]]) for b, g in zip(buffers, grads)]
+            sums = [b.sum(dim=0) for b in written]
+        else:
+            written = None
+            if self.count == self.window:
+                sums = torch._foreach_sub(sums, [b[self.pos] for b in buffers])  # drop the oldest gradient
+                torch._foreach_add_(sums, grads)
+            else:
+                sums = torch._foreach_add(sums, grads)
+
+        def commit() -> None:
+            if written is not None:
+                self.buffers = written
+            else:
+                self.buffers = buffers
+                for b, g in zip(self.buffers, grads):
+                    b[self.pos].copy_(g)
+            self.sums, self.pos, self.count = sums, pos, count
+        if self.warmup and count < self.window:
+            return Update([g.clone() for g in grads], commit=commit)
+        scale = self.lamb / count if self.reduce == "mean" else self.lamb
+        return Update(list(torch._foreach_add(grads, sums, alpha=scale)), commit=commit)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -1,30 +1,83 @@
 """The gradient-transform interface shared by every method, and chaining of transforms."""
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 
 Grads = list[torch.Tensor]
 
 
+def _nothing() -> None:
+    pass
+
+
+@dataclass
+class Context:
+    """What a transform may read at a step; a training loop fills in what it has.
+
+    - ``step``: steps taken before this one (0 on the first);
+    - ``params``: the live parameters, in the order of the gradients;
+    - ``lookahead(grads, rule)``: the parameters after one optimizer step with ``grads``
+      (differentiable in them), by the optimizer's own rule or ``'sgd'``;
+    - ``outer_loss(params)``: this process's share of the loss on held-out data at ``params``;
+    - ``reduce(t)``: ``t`` summed over processes (identity on one process);
+    - ``log``: whether monitoring statistics are wanted at this step.
+    """
+
+    step: int = 0
+    params: Grads | None = None
+    lookahead: Callable[[Grads, str], Grads] | None = None
+    outer_loss: Callable[[Grads], torch.Tensor] | None = None
+    reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
+    log: bool = False
+
+
+@dataclass
+class Update:
+    """A transform's answer for one step: the new gradients, statistics, and the state change, not yet made.
+
+    ``commit()`` applies the state change (filter buffers, a learnt amplifier's step).
+    A loop calls it only when it takes the step, so a step skipped for a non-finite
+    value leaves the transform as it was. ``ok`` is False when the transform itself met
+    a non-finite value (a meta loss, say): the step must then be skipped.
+    """
+
+    grads: Grads
+    stats: dict[str, Any] = field(default_factory=dict)
+    commit: Callable[[], None] = _nothing
+    ok: bool = True
+
+
 class GradientTransform:
     """Maps the list of a model's gradients to a new list, keeping explicit state.
 
-    A transform is called once per optimizer step, between ``backward()`` and
-    ``step()``::
+    The one method to implement is :meth:`update`, which must not change the transform's
+    state itself but return it as ``Update.commit``. In a loop of one's own, between
+    ``backward()`` and ``step()``::
 
         grads = [p.grad for p in params]
-        for p, g in zip(params, transform(grads)):
+        for p, g in zip(params, transform(grads)):   # update + commit
             p.grad = g
 
-    It never modifies its input tensors and returns tensors of the same shapes and
-    dtypes.  Everything it remembers between calls lives in ``state_dict()`` so that a
+    A transform never modifies its input tensors and returns tensors of the same shapes
+    and dtypes. Everything it remembers between calls lives in ``state_dict()`` so that a
     run can be checkpointed and resumed exactly.
     """
 
-    def __call__(self, grads: Grads) -> Grads:
+    # A method that learns from held-out data sets this: the trainer then takes inner steps on
+    # the rest of the training split only and passes ``ctx.outer_loss`` on the held-out slice.
+    uses_outer_slice = False
+
+    def update(self, grads: Grads, ctx: Context) -> Update:
         raise NotImplementedError
+
+    def __call__(self, grads: Grads, ctx: Context | None = None) -> Grads:
+        """The transformed gradients, with the state change committed at once."""
+        u = self.update(list(grads), ctx or Context())
+        u.commit()
+        return u.grads
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -33,24 +86,35 @@ class GradientTransform:
         if state:
             raise ValueError(f"{type(self).__name__} has no state, got keys {sorted(state)}")
 
+    def save(self, folder) -> None:
+        """Writes whatever a run folder should keep of this transform (a learnt amplifier, say); nothing by default."""
+
 
 class Identity(GradientTransform):
     """Returns the gradients unchanged (standard training)."""
 
-    def __call__(self, grads: Grads) -> Grads:
-        return list(grads)
+    def update(self, grads: Grads, ctx: Context) -> Update:
+        return Update(list(grads))
 
 
 class Chain(GradientTransform):
-    """Applies transforms left to right: ``Chain(a, b)(g) == b(a(g))``."""
+    """Applies transforms left to right: ``Chain(a, b)(g) == b(a(g))``; commits all or none."""
 
     def __init__(self, *transforms: GradientTransform):
         self.transforms = list(transforms)
 
-    def __call__(self, grads: Grads) -> Grads:
+    def update(self, grads: Grads, ctx: Context) -> Update:
+        updates, stats = [], {}
         for t in self.transforms:
-            grads = t(grads)
-        return grads
+            u = t.update(grads, ctx)
+            updates.append(u)
+            stats.update(u.stats)
+            grads = u.grads
+
+        def commit() -> None:
+            for u in updates:
+                u.commit()
+        return Update(grads, stats, commit, all(u.ok for u in updates))
 
     def state_dict(self) -> dict[str, Any]:
         return {str(i): t.state_dict() for i, t in enumerate(self.transforms)}

@@ -1,21 +1,21 @@
-"""NeuralGrok as a gradient transform: the amplifier, its meta step, and saving and loading it.
+"""NeuralGrok as a gradient transform: the amplifier, its meta step and schedule, and saving and loading it.
 
-The inner step sees ``g' = G_φ(g)``.  Every T steps the trainer also calls
-``meta_step``: with the inner gradient g held constant it forms the look-ahead
-``θ' = θ − η·U(G_φ(g))`` (U given by the trainer's ``lookahead``), takes the loss of
-θ' on the outer slice, and steps φ on ∂L(θ')/∂φ.  Only first-order derivatives
-through the base model are needed.  The meta step returns the transformed gradient
-it computed, so the inner step reuses it instead of evaluating the amplifier again.
+The inner step sees ``g' = G_φ(g)``.  Every T steps (``meta_every``) the update also
+takes a meta step: with the inner gradient g held constant it forms the look-ahead
+``θ' = θ − η·U(G_φ(g))`` (U: the inner optimizer's rule, or plain SGD), takes the loss
+of θ' on the outer slice, and computes ∂L(θ')/∂φ; the amplifier's optimizer steps on
+it when the update is committed.  Only first-order derivatives through the base model
+are needed.  The inner step reuses the transformed gradient of the meta step instead
+of evaluating the amplifier again.
 """
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from baselines import GradientTransform
+from baselines import Context, GradientTransform, Update
 
 from .amplifier import AmplifierMLP, amplify
 
@@ -30,9 +30,12 @@ class AmplifierFileError(ValueError):
 class NeuralGrok(GradientTransform):
     """Transforms gradients with a learnt amplifier and meta-trains it on the outer slice."""
 
+    uses_outer_slice = True  # the trainer holds the outer slice back from the inner steps
+
     def __init__(self, hidden=(128, 128), c: float = 1.0, mode: str = "piecewise", meta_lr: float = 1e-4,
-                 betas=(0.9, 0.98), frozen: bool = False):
+                 betas=(0.9, 0.98), frozen: bool = False, meta_every: int = 4, lookahead: str = "sgd"):
         self.hidden, self.c, self.mode, self.frozen = tuple(hidden), float(c), mode, frozen
+        self.meta_every, self.lookahead = meta_every, lookahead
         self.mlp = AmplifierMLP(self.hidden)
         self.opt = torch.optim.Adam(self.mlp.parameters(), lr=meta_lr, betas=tuple(betas))
         self.last_outer_loss: float | None = None
@@ -41,48 +44,52 @@ class NeuralGrok(GradientTransform):
     @classmethod
     def from_config(cls, cfg) -> "NeuralGrok":
         ng = cls(cfg.amp_hidden, cfg.amp_c, cfg.amp_eval, cfg.meta_lr, (cfg.meta_beta1, cfg.meta_beta2),
-                 cfg.freeze_amplifier)
+                 cfg.freeze_amplifier, cfg.meta_every, cfg.lookahead)
         if cfg.amplifier:
             ng.load_amplifier(cfg.amplifier)
         return ng
 
     # -- the transform ------------------------------------------------------------
-    def __call__(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
-        return self.apply(grads)[0]
+    def update(self, grads: list[torch.Tensor], ctx: Context) -> Update:
+        """The amplified gradients; on a meta step (every ``meta_every`` steps, given an outer loss) also φ's step.
 
-    def apply(self, grads, with_stats: bool = False) -> tuple[list[torch.Tensor], dict]:
-        """The transformed gradients and, with ``with_stats``, monitoring figures."""
-        with torch.no_grad():
-            new, stats = amplify(self.mlp, grads, self.c, self.mode, return_stats=True)
-        return new, self._stats(stats) if with_stats else {}
-
-    def _stats(self, stats: dict) -> dict:
-        return {"outer_loss": self.last_outer_loss, "amp_pn_std": stats["pn_std"], "amp_pn_max": stats["pn_max"],
-                "norm_ratio": stats["norm_ratio"]}
-
-    # -- the meta step -------------------------------------------------------------
-    def meta_step(self, grads: list[torch.Tensor], lookahead: Callable, outer_loss: Callable,
-                  reduce: Callable | None = None, with_stats: bool = False) -> tuple[list[torch.Tensor], dict]:
-        """One amplifier update; returns the transformed ``grads`` (before the update) for the inner step.
-
-        ``lookahead(g')`` gives the parameters after one step with g' (differentiable in
-        g'); ``outer_loss(params)`` is the loss on the outer slice with those parameters;
-        ``outer_loss`` returns this process's share of the loss and ``reduce(t)`` sums a
-        tensor over processes (data parallelism), giving the whole outer batch's mean.
+        The amplifier's optimizer steps only when the update is committed, and the
+        update is not ``ok`` when the outer loss or its meta-gradient is not finite.
         """
+        if self.frozen or ctx.outer_loss is None or ctx.step % self.meta_every:
+            with torch.no_grad():
+                new, stats = self._amplify(grads, ctx.log)
+            return Update(new, self._stats(stats, self.last_outer_loss) if ctx.log else {})
+        return self._meta_update(grads, ctx)
+
+    def _meta_update(self, grads: list[torch.Tensor], ctx: Context) -> Update:
+        """The meta step: ∂L_outer(θ')/∂φ summed over processes, with θ' the look-ahead through G_φ(g)."""
         raw = [g.detach() for g in grads]
-        new, stats = amplify(self.mlp, raw, self.c, self.mode, return_stats=True)
-        loss = outer_loss(lookahead(new))
+        new, stats = self._amplify(raw, ctx.log)
+        loss = ctx.outer_loss(ctx.lookahead(new, self.lookahead))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if reduce is not None:
-            for p in self.mlp.parameters():
-                p.grad = reduce(p.grad)
-            loss = reduce(loss.detach())
-        self.opt.step()
-        self.meta_steps += 1
-        self.last_outer_loss = loss.item()
-        return [g.detach() for g in new], self._stats(stats) if with_stats else {}
+        params = list(self.mlp.parameters())
+        for p in params:
+            p.grad = ctx.reduce(p.grad)
+        loss = ctx.reduce(loss.detach()).item()
+        ok = math.isfinite(loss) and bool(torch.stack([p.grad.norm() for p in params]).isfinite().all())
+
+        def commit() -> None:
+            self.opt.step()
+            self.meta_steps += 1
+            self.last_outer_loss = loss
+        return Update([g.detach() for g in new], self._stats(stats, loss) if ctx.log else {}, commit, ok)
+
+    def _amplify(self, grads: list[torch.Tensor], with_stats: bool) -> tuple[list[torch.Tensor], dict | None]:
+        """G_φ(grads), with the amplifier's monitoring statistics only when asked (they cost a pass)."""
+        if with_stats:
+            return amplify(self.mlp, grads, self.c, self.mode, return_stats=True)
+        return amplify(self.mlp, grads, self.c, self.mode), None
+
+    def _stats(self, stats: dict, outer_loss: float | None) -> dict:
+        return {"outer_loss": outer_loss, "amp_pn_std": stats["pn_std"], "amp_pn_max": stats["pn_max"],
+                "norm_ratio": stats["norm_ratio"]}
 
     # -- state ------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -129,6 +136,3 @@ def _hidden_from_shapes(shapes: dict[str, tuple]) -> str:
     weights = [s for k, s in sorted(shapes.items()) if k.endswith("weight") and len(s) == 2]
     return ",".join(str(s[0]) for s in weights[:-1]) or "unknown"
 
-
-def read_amplifier_info(folder: str | Path) -> dict:
-    return json.loads((Path(folder) / AMPLIFIER_META).read_text())

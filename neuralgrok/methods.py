@@ -1,15 +1,13 @@
 """Builds each method's gradient transform from the run config."""
 from __future__ import annotations
 
-import torch
-
 from baselines import GradientTransform, GradNorm, GrokfastEMA, GrokfastMA, Identity, OrthoGrad
 
 from .config import RunConfig
 
 
-def build_transform(cfg: RunConfig, params: list[torch.Tensor]) -> GradientTransform:
-    """The gradient transform that ``cfg.method`` applies between backward and step to the gradients of ``params``."""
+def build_transform(cfg: RunConfig) -> GradientTransform:
+    """The gradient transform that ``cfg.method`` applies between backward and step."""
     if cfg.method == "standard":
         return Identity()
     if cfg.method == "gradnorm":
@@ -19,7 +17,7 @@ def build_transform(cfg: RunConfig, params: list[torch.Tensor]) -> GradientTrans
     if cfg.method == "grokfast_ema":
         return GrokfastEMA(alpha=cfg.ema_alpha, lamb=cfg.ema_lamb)
     if cfg.method == "orthograd":
-        return OrthoGrad(params)
+        return OrthoGrad()  # the weights come with each step's Context
     if cfg.method == "neuralgrok":
         from .bilevel import NeuralGrok
         return NeuralGrok.from_config(cfg)

@@ -16,6 +16,8 @@ from accelerate.utils import broadcast_object_list
 from torch.func import functional_call
 
 from . import checkpoint, metrics
+from baselines import Context
+
 from .config import ConfigError, RunConfig, to_json
 from .data import BatchStream, TaskData, load_task_data
 from .losses import cross_entropy
@@ -91,13 +93,12 @@ class Trainer:
         self.inner_opt = InnerOptimizer(model.parameters(), cfg.optimizer, cfg.lr, (cfg.beta1, cfg.beta2), cfg.eps,
                                         cfg.weight_decay)
         self.schedule = warmup_schedule(self.inner_opt, cfg.warmup_steps)
-        self.transform = build_transform(cfg, list(model.parameters()))
-        self.meta = getattr(self.transform, "meta_step", None) is not None and not cfg.freeze_amplifier
+        self.transform = build_transform(cfg)
         self.model, self.opt = self.acc.prepare(model, self.inner_opt)
         self.params = [p for p in self.model.parameters()]
         self.param_names = [n for n, _ in self.acc.unwrap_model(self.model).named_parameters()]
         rank, world = self.acc.process_index, self.acc.num_processes
-        train_rows = self.data.splits.inner if cfg.method == "neuralgrok" else self.data.splits.train
+        train_rows = self.data.splits.inner if self.transform.uses_outer_slice else self.data.splits.train
         self.stream = BatchStream(train_rows, cfg.batch_size, cfg.seed, rank, world)
         outer = self.data.splits.outer
         self.outer_stream = BatchStream(outer, cfg.outer_batch or len(outer), cfg.seed + 1, rank, world)
@@ -146,9 +147,10 @@ class Trainer:
     def train_step(self, log: bool) -> dict:
         """One inner step (and the meta step when due). With ``log``, returns gradient metrics.
 
-        A step whose loss or gradient (before or after the transform) is not finite
-        changes no parameter and no filter state; it still consumes its batch and its
-        learning-rate step, and is counted.
+        A step whose loss, gradient (before or after the transform) or meta loss is not
+        finite changes no parameter, optimizer moment, filter state or amplifier weight:
+        the transform's update is committed only for a step that is taken. The step still
+        consumes its batch and its learning-rate step, and is counted.
         """
         cfg, out = self.cfg, {}
         self.model.train()
@@ -157,15 +159,17 @@ class Trainer:
         self.acc.backward(loss)
         self.acc.unscale_gradients()  # fp16: transforms, AGE and the finite check see true gradients
         raw = [p.grad for p in self.params]
-        grads = None
+        update = None
         if torch.isfinite(loss) and _all_finite(raw):
             if log:
                 out.update(age_raw=metrics.age(raw), age_raw_scaled=metrics.age_scaled(raw))
                 if cfg.age_per_tensor:
                     out["age_raw_tensors"] = metrics.age_per_tensor(raw, self.param_names)
-            grads = self._transform(raw, log, out)
-        if grads is not None and _all_finite(grads):
-            for p, g in zip(self.params, grads):
+            update = self.transform.update(raw, self._context(log))
+            out.update(update.stats)
+        if update is not None and update.ok and _all_finite(update.grads):
+            update.commit()
+            for p, g in zip(self.params, update.grads):
                 p.grad = g
             if cfg.clip_grad > 0:
                 self.acc.clip_grad_norm_(self.params, cfg.clip_grad)
@@ -178,7 +182,7 @@ class Trainer:
             if cfg.weight_norm > 0:
                 self._project_weights(cfg.weight_norm)
             self.bad_steps = 0
-        else:
+        else:  # the transform's state change is not committed: the step leaves no trace but the counters
             self.bad_steps += 1
             self.skipped_steps += 1
             if self.acc.scaler is not None:  # fp16: let the loss scale back off, as a skipped scaler step would
@@ -198,17 +202,11 @@ class Trainer:
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self.params)))
         torch._foreach_mul_(self.params, radius / norm)
 
-    def _transform(self, raw: list[torch.Tensor], log: bool, out: dict) -> list[torch.Tensor]:
-        """The method's transform of the raw gradient, with a meta step first when one is due."""
-        if self.meta and self.step % self.cfg.meta_every == 0:
-            grads, stats = self.transform.meta_step(raw, lambda g: self.inner_opt.lookahead(g, self.cfg.lookahead),
-                                                    self._outer_loss, self._sum_over_processes, with_stats=log)
-        elif log and hasattr(self.transform, "apply"):
-            grads, stats = self.transform.apply(raw, with_stats=True)
-        else:
-            grads, stats = self.transform(raw), {}
-        out.update(stats)
-        return grads
+    def _context(self, log: bool) -> Context:
+        """What a gradient method may use at this step (the outer loss only for methods that hold the slice back)."""
+        return Context(step=self.step, params=self.params, lookahead=self.inner_opt.lookahead,
+                       outer_loss=self._outer_loss if self.transform.uses_outer_slice else None,
+                       reduce=self._sum_over_processes, log=log)
 
     def _outer_loss(self, params: list[torch.Tensor]) -> torch.Tensor:
         """This process's part of the mean loss on (a batch of) the outer slice, with ``params`` substituted.
@@ -379,8 +377,7 @@ class Trainer:
                        threads=torch.get_num_threads())  # the count changes float rounding
         if self.acc.is_main_process:
             write_json(self.out / "summary.json", summary)
-            if hasattr(self.transform, "save"):
-                self.transform.save(self.out)
+            self.transform.save(self.out)
         return summary
 
     def describe_setup(self) -> str:

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from baselines import Context
 from neuralgrok.amplifier import amplify
 from neuralgrok.bilevel import AmplifierFileError, NeuralGrok
 from neuralgrok.cli import main
@@ -40,13 +41,15 @@ def setup(kind="adam", dtype=torch.float64, seed=0):
     return model, opt, grads, ng, outer_loss, (xo, yo)
 
 
+def meta_context(lookahead, outer_loss, log=False):
+    """A step-0 context for a meta step whose look-ahead is ``lookahead(g)``."""
+    return Context(step=0, lookahead=lambda g, _rule: lookahead(g), outer_loss=outer_loss, log=log)
+
+
 def meta_gradient(ng, grads, lookahead, outer_loss):
-    """∂L(θ')/∂φ as the meta step computes it (read back before its optimizer step changes φ)."""
-    before = copy.deepcopy(ng.mlp.state_dict())
-    ng.meta_step(grads, lookahead, outer_loss)
-    meta = [p.grad.clone() for p in ng.mlp.parameters()]
-    ng.mlp.load_state_dict(before)
-    return meta
+    """∂L(θ')/∂φ as the meta step computes it (the update is not committed, so φ is unchanged)."""
+    ng.update(grads, meta_context(lookahead, outer_loss))
+    return [p.grad.clone() for p in ng.mlp.parameters()]
 
 
 @pytest.mark.parametrize("kind,rule", [("adam", "sgd"), ("adam", "inner"), ("adamw", "inner"), ("sgd", "inner")])
@@ -102,17 +105,19 @@ def test_meta_step_returns_the_transform_and_updates_phi():
     model, opt, grads, ng, outer_loss, _ = setup("adam", torch.float32)
     expected = amplify(ng.mlp, grads, ng.c)
     before = [p.detach().clone() for p in ng.mlp.parameters()]
-    new, stats = ng.meta_step(grads, lambda g: opt.lookahead(g, "sgd"), outer_loss, with_stats=True)
-    for a, b in zip(new, expected):
+    update = ng.update(grads, meta_context(lambda g: opt.lookahead(g, "sgd"), outer_loss, log=True))
+    for a, b in zip(update.grads, expected):
         torch.testing.assert_close(a, b)
         assert not a.requires_grad
+    assert all(torch.equal(a, b) for a, b in zip(before, ng.mlp.parameters())) and ng.meta_steps == 0  # not yet
+    update.commit()
     assert any(not torch.equal(a, b) for a, b in zip(before, ng.mlp.parameters()))
-    assert stats["outer_loss"] > 0 and stats["norm_ratio"] > 0 and ng.meta_steps == 1
+    assert update.ok and update.stats["outer_loss"] > 0 and update.stats["norm_ratio"] > 0 and ng.meta_steps == 1
 
 
 def test_saved_amplifier_reloads_to_identical_outputs(tmp_path):
     _, opt, grads, ng, outer_loss, _ = setup("adam", torch.float32)
-    ng.meta_step(grads, lambda g: opt.lookahead(g, "sgd"), outer_loss)
+    ng(grads, meta_context(lambda g: opt.lookahead(g, "sgd"), outer_loss))
     ng.save(tmp_path)
     again = NeuralGrok(hidden=(6, 6))
     again.load_amplifier(tmp_path)
