@@ -9,6 +9,9 @@ import torch
 from .transform import Context, GradientTransform, Grads, Update
 
 
+SCOPES = ("tensor", "global")
+
+
 class GradNorm(GradientTransform):
     """``g' = c·g / (‖g‖₂ + eps)``, per tensor (``scope='tensor'``) or with one norm over
     the concatenation of all tensors (``scope='global'``).
@@ -20,8 +23,8 @@ class GradNorm(GradientTransform):
     def __init__(self, c: float = 1.0, scope: str = "tensor", eps: float = 0.0):
         if isinstance(c, bool) or not isinstance(c, Real) or not math.isfinite(float(c)) or c <= 0:
             raise ValueError(f"c must be a finite number > 0, got {c!r}")
-        if scope not in ("tensor", "global"):
-            raise ValueError(f"scope must be 'tensor' or 'global', got {scope!r}")
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
         if isinstance(eps, bool) or not isinstance(eps, Real) or not math.isfinite(float(eps)) or eps < 0:
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
         self.c, self.scope, self.eps = float(c), scope, float(eps)

@@ -10,6 +10,9 @@ import torch
 from .transform import Context, GradientTransform, Grads, Update
 
 
+REDUCTIONS = ("mean", "sum")  # Grokfast-MA: what of the window is added
+
+
 def _real(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
@@ -92,8 +95,8 @@ class GrokfastMA(GradientTransform):
         lamb = _real("lamb", lamb)
         if lamb < 0:
             raise ValueError(f"lamb must be >= 0, got {lamb}")
-        if reduce not in ("mean", "sum"):
-            raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
         if not isinstance(warmup, bool):
             raise ValueError(f"warmup must be a bool, got {warmup!r}")
         self.window, self.lamb, self.reduce, self.warmup = window, lamb, reduce, warmup

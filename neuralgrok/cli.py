@@ -9,7 +9,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from .bilevel import AmplifierFileError
-from .config import ConfigError, RunConfig, build, differing_keys, from_json, is_tuple, load_file
+from .config import ConfigError, RunConfig, build, differing_keys, field_type, from_json, is_tuple, load_file
 from .runlock import LOCK_NAME
 from .tasks import TaskError
 
@@ -26,7 +26,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         shown = ",".join(map(str, default)) if is_tuple(f) else default
         help_ = f"{f.metadata['help']} (default: {'auto' if default is None else shown})"
         g = groups[f.metadata["group"]]
-        if str(f.type) == "bool":
+        if field_type(f) is bool:
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=help_)
         else:

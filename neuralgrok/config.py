@@ -5,14 +5,22 @@ import dataclasses
 import json
 import math
 import re
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .losses import LOSSES
-from .model import ARCHS
+from baselines.gradnorm import SCOPES
+from baselines.grokfast import REDUCTIONS
 
-METHODS = ("standard", "gradnorm", "grokfast_ma", "grokfast_ema", "orthograd", "neuralgrok")
+from .amplifier import MODES
+from .losses import LOSSES
+from .methods import METHODS
+from .model import ARCHS
+from .optim import LOOKAHEADS, OPTIMIZERS
+from .tasks import LAYOUTS
+
+PRECISIONS = ("no", "bf16", "fp16")
 
 
 class ConfigError(ValueError):
@@ -31,7 +39,7 @@ class RunConfig:
     operand_range: str = opt("", "operand ranges overriding the defaults, e.g. 'b=0:96,c=1:10' (inclusive)", "task")
     layout: str = opt("infix", "token layout: infix ('a op b =', as both published codes) or postfix (operands, "
                                "operators, '=')", "task",
-                      choices=("postfix", "infix"))
+                      choices=LAYOUTS)
     train_frac: float = opt(0.5, "fraction of the table used for training; the rest is the test set", "task")
     inner_outer_ratio: float = opt(49.0, "train split into inner:outer = RATIO:1 (outer = NeuralGrok's held-out slice)",
                                    "task")
@@ -46,7 +54,7 @@ class RunConfig:
     init_scale: float = opt(1.0, "multiply every initial weight by this (Omnigrok's alpha)", "model")
     # optimisation
     optimizer: str = opt("adam", "inner optimizer: adam (L2 weight decay, as the published code), adamw (decoupled), sgd",
-                         "optim", choices=("adam", "adamw", "sgd"))
+                         "optim", choices=OPTIMIZERS)
     lr: float = opt(1e-3, "learning rate", "optim")
     beta1: float = opt(0.9, "Adam beta1", "optim")
     beta2: float = opt(0.98, "Adam beta2", "optim")
@@ -60,30 +68,31 @@ class RunConfig:
     warmup_steps: int = opt(10, "linear learning-rate warm-up steps", "optim")
     batch_size: int = opt(512, "global batch size", "optim")
     mixed_precision: str = opt("no", "autocast precision for forward passes (bf16, or fp16 with loss scaling on a GPU; "
-                                     "transforms and AGE stay float32)", "optim", choices=("no", "bf16", "fp16"))
+                                     "transforms and AGE stay float32)", "optim", choices=PRECISIONS)
     clip_grad: float | None = opt(None, "clip the global gradient norm after the transform (0: off; "
                                         "default 1.0 for neuralgrok, off otherwise)", "optim")
     # method
-    method: str = opt("standard", "gradient method", "method", choices=METHODS)
+    method: str = opt("standard", "gradient method: " + "; ".join(f"{k}: {m.summary}" for k, m in METHODS.items()),
+                      "method", choices=tuple(METHODS))
     ema_alpha: float = opt(0.98, "Grokfast-EMA: momentum alpha in [0, 1)", "method")
     ema_lamb: float = opt(2.0, "Grokfast-EMA: amplification lambda", "method")
     ma_window: int = opt(100, "Grokfast-MA: window length", "method")
     ma_lamb: float = opt(5.0, "Grokfast-MA: amplification lambda", "method")
-    ma_reduce: str = opt("mean", "Grokfast-MA: mean or sum of the window", "method", choices=("mean", "sum"))
+    ma_reduce: str = opt("mean", "Grokfast-MA: mean or sum of the window", "method", choices=REDUCTIONS)
     gradnorm_c: float = opt(1.0, "gradient normalisation: target norm c", "method")
     gradnorm_scope: str = opt("tensor", "gradient normalisation: per tensor or over the global gradient", "method",
-                              choices=("tensor", "global"))
+                              choices=SCOPES)
     # NeuralGrok
     amp_hidden: tuple[int, ...] = opt((128, 128), "amplifier MLP hidden sizes, comma-separated", "neuralgrok")
     amp_c: float = opt(1.0, "amplifier rescaling coefficient c", "neuralgrok")
     amp_eval: str = opt("piecewise", "amplifier evaluation: piecewise (exact, fast) or dense (reference)",
-                        "neuralgrok", choices=("piecewise", "dense"))
+                        "neuralgrok", choices=MODES)
     meta_every: int = opt(4, "meta step every T inner steps", "neuralgrok")
     meta_lr: float = opt(1e-4, "amplifier optimizer (Adam) learning rate", "neuralgrok")
     meta_beta1: float = opt(0.9, "amplifier Adam beta1", "neuralgrok")
     meta_beta2: float = opt(0.98, "amplifier Adam beta2", "neuralgrok")
     lookahead: str = opt("sgd", "look-ahead rule: sgd (theta - lr*g', the paper's) or inner (the inner optimizer's)",
-                         "neuralgrok", choices=("sgd", "inner"))
+                         "neuralgrok", choices=LOOKAHEADS)
     outer_batch: int = opt(0, "outer-slice examples per meta step (0: the whole slice)", "neuralgrok")
     amplifier: str = opt("", "load a learnt amplifier (amplifier.safetensors or its run folder)", "neuralgrok")
     freeze_amplifier: bool = opt(False, "hold the loaded amplifier fixed (no meta steps)", "neuralgrok")
@@ -115,19 +124,28 @@ RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "keep_checkpoints", "max_b
 LEGACY_VALUES = {"arch": "prenorm", "layout": "postfix", "eval_exact_from": 0.0, "train_eval_rows": 0}
 
 
+_HINTS = typing.get_type_hints(RunConfig)  # the fields' real types, from their annotations
+
+
 def is_tuple(f: dataclasses.Field) -> bool:
-    return str(f.type).startswith("tuple")
+    return typing.get_origin(_HINTS[f.name]) is tuple
+
+
+def is_optional(f: dataclasses.Field) -> bool:
+    return type(None) in typing.get_args(_HINTS[f.name])
 
 
 def field_type(f: dataclasses.Field) -> type:
-    t = str(f.type)
-    return {"int": int, "float": float, "str": str, "bool": bool}.get(t.split(" |")[0], float)
+    """The field's value type: ``float`` for ``float | None``, the element type for ``tuple[int, ...]``."""
+    hint = _HINTS[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None) and a is not Ellipsis]
+    return args[0] if args else hint
 
 
 def coerce(f: dataclasses.Field, value: Any) -> Any:
     """Converts a value from a flag or a config file to the field's type, or raises ConfigError."""
     name = f.name.replace("_", "-")
-    if value is None and "None" in str(f.type):
+    if value is None and is_optional(f):
         return None
     try:
         if is_tuple(f):
@@ -195,7 +213,7 @@ def build(overrides: dict[str, Any]) -> RunConfig:
 def resolve(cfg: RunConfig) -> RunConfig:
     """Fills method-dependent defaults and validates every value; raises ConfigError."""
     if cfg.clip_grad is None:
-        cfg.clip_grad = 1.0 if cfg.method == "neuralgrok" else 0.0
+        cfg.clip_grad = METHODS[cfg.method].clip_grad if cfg.method in METHODS else 0.0
     validate(cfg)
     return cfg
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+LOOKAHEADS = ("sgd", "inner")  # the look-ahead rules: plain SGD, or the optimizer's own
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class InnerOptimizer(torch.optim.Optimizer):
                 state = self._state(group)
                 new, _, _ = update_rule(h, theta, g, state.get("exp_avg"), state.get("exp_avg_sq"), state["step"] + 1)
             else:
-                raise ValueError(f"unknown look-ahead rule {rule!r}; choose 'sgd' or 'inner'")
+                raise ValueError(f"unknown look-ahead rule {rule!r}; choose one of {', '.join(LOOKAHEADS)}")
             out += unflatten(new, params)
             offset += k
         return out
