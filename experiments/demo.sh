@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-demo}
-python experiments/grid.py experiments/grids/demo.toml --out "$OUT"
+neuralgrok grid experiments/grids/demo.toml --out "$OUT"
 neuralgrok report "$OUT"/runs/*[0-9]/ --out "$OUT"   # not the *.incomplete folders
 echo "figures: $OUT/accuracy.png $OUT/age.png $OUT/age_scaled.png"

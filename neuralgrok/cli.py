@@ -1,4 +1,4 @@
-"""The `neuralgrok` command: train, tasks, report."""
+"""The `neuralgrok` command: train, tasks, report, grid, rerun."""
 from __future__ import annotations
 
 import argparse
@@ -125,6 +125,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grid(args: argparse.Namespace) -> int:
+    from .grid import main as grid_main
+    return grid_main(args.args)
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from .rerun import main as rerun_main
+    return rerun_main(args.args)
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (no usage block), exit code 2."""
 
@@ -153,6 +163,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--paper", action=argparse.BooleanOptionalAction, default=True,
                    help="add the NeuralGrok paper's Table 1 steps beside ours (default: on)")
     r.set_defaults(fn=cmd_report)
+    for name, summary, fn in (
+            ("grid", "run a grid of runs from a TOML file, resumably (neuralgrok grid --help)", cmd_grid),
+            ("rerun", "train committed runs again and compare their metrics (neuralgrok rerun --help)", cmd_rerun)):
+        tool = sub.add_parser(name, help=summary, add_help=False, prefix_chars="\0")  # its own parser reads the rest
+        tool.add_argument("args", nargs=argparse.REMAINDER)
+        tool.set_defaults(fn=fn)
     return p
 
 

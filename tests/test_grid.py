@@ -1,14 +1,9 @@
 """The grid runner: option merging, --only, skipping finished runs, continuing killed ones, setting aside stale ones."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("grid", Path(__file__).parents[1] / "experiments" / "grid.py")
-grid = sys.modules["grid"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(grid)
+from neuralgrok import grid
 
 # the tiny task of conftest.TINY as grid options, 40 steps with checkpoints every 10
 GRID = """

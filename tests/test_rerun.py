@@ -1,17 +1,13 @@
-"""experiments/rerun.py: a run re-made from its config.json matches line by line; a changed line is named."""
+"""neuralgrok rerun: a run re-made from its config.json matches line by line; a changed line is named."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
-import rerun  # noqa: E402  (a script in experiments/, not a package)
+from neuralgrok import rerun
+from neuralgrok.cli import main
 
-from neuralgrok.cli import main  # noqa: E402
-
-from conftest import TINY  # noqa: E402
+from conftest import TINY
 
 
 def test_rerun_matches_and_names_the_first_changed_line(tmp_path, capsys):

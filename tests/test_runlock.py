@@ -1,5 +1,4 @@
 """One writer per run folder: concurrent launches, a killed holder, two grids over one folder, distributed runs."""
-import importlib.util
 import json
 import os
 import signal
@@ -15,7 +14,6 @@ from neuralgrok.runlock import FolderLock, FolderLocked, holder_of
 from conftest import TINY
 from test_grid import GRID
 
-_spec = importlib.util.spec_from_file_location("grid", Path(__file__).parents[1] / "experiments" / "grid.py")
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
 LONG = [*TINY, "--run-on", "--max-steps", "100000", "--checkpoint-every", "20"]
 
@@ -77,7 +75,7 @@ def test_killed_holder_leaves_the_folder_free(tmp_path):
 def test_two_grids_over_one_folder_train_each_cell_once(tmp_path):
     grid_file = tmp_path / "grid.toml"
     grid_file.write_text(GRID.replace("seeds = [0]", "seeds = [0, 1]").replace("max_steps = 40", "max_steps = 60"))
-    cmd = [sys.executable, str(Path(_spec.origin)), str(grid_file), "--out", str(tmp_path / "out"), "--jobs", "1"]
+    cmd = [sys.executable, "-m", "neuralgrok", "grid", str(grid_file), "--out", str(tmp_path / "out"), "--jobs", "1"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
              for _ in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]

@@ -1,0 +1,174 @@
+"""Runs a grid of training runs (tasks × methods × seeds) from a TOML grid file, N at a time, resumable.
+
+    neuralgrok grid experiments/grids/paper.toml --out experiments/results/paper --jobs 2
+    neuralgrok grid GRID --out DIR --only task=mul,add method=neuralgrok seed=0 --dry-run
+
+(``python experiments/grid.py ...`` is the same command.)
+
+A grid file has ``[grid]`` (``tasks``, ``methods``, ``seeds``), ``[defaults]`` (run options
+for every run), ``[tasks.NAME]`` and ``[methods.NAME]`` (options for that task or method;
+a task may set its own ``seeds``) and ``[cells."TASK/METHOD"]`` (options for one pair).
+Later tables override earlier ones in that order.  Each run is an ordinary
+``neuralgrok train --config OUT/configs/NAME.yaml --out OUT/runs/NAME``, so any cell can
+be re-run by hand with the command printed in ``OUT/commands.txt``.
+
+A run whose folder already holds ``summary.json`` is skipped, so a long grid can be
+stopped and started again across sessions; a cell that another process is running (a
+second grid over the same folder, a job requeued early) is reported and skipped.  A folder left without a summary (the run
+was killed) is continued from its last checkpoint when its ``config.json`` matches the
+cell's options; one holding other settings (the grid file was edited since) is moved
+aside to ``NAME.incomplete`` and the run starts again.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .config import ConfigError, build, differing_keys, from_json
+from .runlock import FolderLock, FolderLocked, holder_of
+
+
+@dataclass
+class Cell:
+    name: str
+    options: dict
+
+    def command(self, out: Path, python: str = sys.executable) -> list[str]:
+        return [python, "-m", "neuralgrok", "train", "--quiet",
+                "--config", str(out / "configs" / f"{self.name}.yaml"), "--out", str(out / "runs" / self.name)]
+
+
+def expand(grid: dict, only: dict[str, set[str]] | None = None) -> list[Cell]:
+    """The grid's runs in order (task, method, seed), each with its merged options."""
+    spec = grid.get("grid", {})
+    for key in ("tasks", "methods", "seeds"):
+        if key not in spec:
+            raise SystemExit(f"grid: [grid] needs '{key}'")
+    cells = []
+    for task in spec["tasks"]:
+        task_opts = dict(grid.get("tasks", {}).get(task, {}))
+        seeds = task_opts.pop("seeds", spec["seeds"])
+        for method in spec["methods"]:
+            if only and (task not in only.get("task", {task}) or method not in only.get("method", {method})):
+                continue
+            opts = {**grid.get("defaults", {}), **task_opts, **grid.get("methods", {}).get(method, {}),
+                    **grid.get("cells", {}).get(f"{task}/{method}", {})}
+            opts.setdefault("method", method)
+            for seed in seeds:
+                if only and str(seed) not in only.get("seed", {str(seed)}):
+                    continue
+                cells.append(Cell(f"{task}-{method}-s{seed}", {**opts, "seed": seed}))
+    return cells
+
+
+def continues(cell: Cell, run_dir: Path) -> bool:
+    """True when ``run_dir`` holds an unfinished run with this cell's settings (training resumes it)."""
+    try:
+        saved = from_json((run_dir / "config.json").read_text())
+        return not differing_keys(saved, build(cell.options))
+    except (OSError, ValueError, ConfigError):
+        return False
+
+
+def run_cell(cell: Cell, out: Path, threads: int) -> tuple[Cell, str, float]:
+    """Runs one cell unless its summary exists or another process holds it; returns (cell, status, seconds).
+
+    The grid holds the cell's lock (``logs/NAME.lock``) while the cell runs, so two grids
+    over one folder never run a cell twice at once; a run folder that some other process
+    is writing (a ``neuralgrok train`` by hand) is left alone too.
+    """
+    try:
+        with FolderLock(out / "logs", f"{cell.name}.lock"):
+            return _run_cell(cell, out, threads)
+    except FolderLocked as e:
+        return cell, f"held by another process ({e.holder}), skipped", 0.0
+
+
+def _run_cell(cell: Cell, out: Path, threads: int) -> tuple[Cell, str, float]:
+    run_dir = out / "runs" / cell.name
+    if (run_dir / "summary.json").exists():
+        return cell, "done before", 0.0
+    writer = holder_of(run_dir)
+    if writer:
+        return cell, f"held by another process ({writer}), skipped", 0.0
+    resumed = run_dir.exists() and continues(cell, run_dir)
+    if run_dir.exists() and not resumed:
+        stale = run_dir.with_name(cell.name + ".incomplete")
+        shutil.rmtree(stale, ignore_errors=True)
+        run_dir.rename(stale)
+    (out / "configs" / f"{cell.name}.yaml").write_text(yaml.safe_dump(cell.options, sort_keys=True))
+    env = {**os.environ, **thread_env(threads)}
+    start = time.perf_counter()
+    with open(out / "logs" / f"{cell.name}.log", "a" if resumed else "w") as log:
+        proc = subprocess.run(cell.command(out), stdout=log, stderr=subprocess.STDOUT, env=env)
+    status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode}, see logs/{cell.name}.log)"
+    status += " (continued from its checkpoint)" if resumed else ""
+    return cell, status, time.perf_counter() - start
+
+
+def parse_only(items: list[str]) -> dict[str, set[str]]:
+    only = {}
+    for item in items:
+        key, _, values = item.partition("=")
+        if key not in ("task", "method", "seed") or not values:
+            raise SystemExit(f"grid: --only takes task=A,B, method=A,B or seed=0,1, got {item!r}")
+        only[key] = set(values.split(","))
+    return only
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that sets each run's thread count; the count changes float rounding, so it is logged."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity (taskset, cgroups) where the OS reports one."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="neuralgrok grid", description=__doc__.splitlines()[0])
+    ap.add_argument("grid", type=Path, help="grid file (TOML)")
+    ap.add_argument("--out", type=Path, required=True, help="results folder (runs/, configs/, logs/ inside)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (each gets usable cores/jobs threads)")
+    ap.add_argument("--only", nargs="*", default=[], help="restrict: task=NAME[,NAME] method=NAME[,NAME] seed=N[,N]")
+    ap.add_argument("--dry-run", action="store_true", help="list the commands, run nothing")
+    args = ap.parse_args(argv)
+    if args.jobs < 1:
+        raise SystemExit(f"grid: --jobs must be >= 1, got {args.jobs}")
+    cells = expand(tomllib.loads(args.grid.read_text()), parse_only(args.only))
+    for sub in ("runs", "configs", "logs"):
+        (args.out / sub).mkdir(parents=True, exist_ok=True)
+    threads = max(1, usable_cores() // args.jobs)
+    env_words = [f"{k}={v}" for k, v in thread_env(threads).items()]
+    commands = [shlex.join(env_words + c.command(args.out, "python")) for c in cells]
+    if args.dry_run:
+        print("\n".join(commands))
+        return 0
+    with open(args.out / "commands.txt", "a") as f:
+        f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: python {shlex.join(sys.argv)}\n")
+        f.write("\n".join(commands) + "\n")
+    failed = 0
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for future in as_completed([pool.submit(run_cell, c, args.out, threads) for c in cells]):
+            cell, status, seconds = future.result()
+            failed += status.startswith("failed")
+            print(f"{cell.name:40s} {status} {seconds:8.1f} s", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
