@@ -8,8 +8,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-THRESHOLDS = (0.95, 0.99)
-
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     """Writes ``data`` to ``path`` so that a reader sees the old file or the new one, never a part."""

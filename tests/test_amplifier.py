@@ -63,6 +63,13 @@ def test_zero_tensor_and_huge_outputs_are_safe():
     for t in new[1:]:
         assert torch.isfinite(t).all() and torch.linalg.vector_norm(t).item() == pytest.approx(1.0, rel=1e-6)
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    # and they are the formula's values, p = softmax(MLP(g)) per tensor taken in float64, not a plain g/|g|
+    for t, src in zip(new[1:], grads[1:]):
+        with torch.no_grad():
+            p = torch.softmax(mlp(src).double(), dim=0)
+        want = p * src.double() / torch.linalg.vector_norm(p * src.double())
+        torch.testing.assert_close(t.double(), want, rtol=1e-5, atol=1e-9)
+        assert not torch.allclose(t, src / src.norm(), atol=1e-3)  # the MLP does reweight here
 
 
 @pytest.mark.parametrize("hidden", [(32, 32), (128, 128), (512,), (1152,), (16, 16, 16)])

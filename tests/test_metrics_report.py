@@ -269,3 +269,26 @@ def test_palette_keeps_canonical_colours_and_tells_a_dozen_variants_apart():
     for method in _CANONICAL_COLOURS:
         assert colours[method] == _CANONICAL_COLOURS[method]
     assert len(set(colours.values())) == len(colours) == len(canonical + variants + wd)
+
+
+def test_accuracy_figure_draws_the_runs_series(runs, tmp_path, monkeypatch):
+    """The plotted lines are the data: the seeds' mean test accuracy on their common steps, an unfinished run's own."""
+    import numpy as np
+
+    from neuralgrok import report as report_module
+
+    figures = {}
+    monkeypatch.setattr(report_module, "_save_figure", lambda fig, path: figures.__setitem__(path.name, fig))
+    _, dirs = runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_report(dirs, tmp_path, paper_table=None)
+        std = [load_run(d) for d in dirs[:3]]
+    lines = [(list(line.get_xdata()), np.asarray(line.get_ydata(), float), line.get_linestyle())
+             for ax in figures["accuracy.png"].axes for line in ax.get_lines()]
+    last = min(r.metrics[-1]["step"] for r in std)  # the seeds' common range: steps 100..700
+    steps = list(range(100, last + 1, 100))
+    expected = np.mean([[m["test_acc"] for m in r.metrics if 100 <= m["step"] <= last] for r in std], axis=0)
+    assert any(x == steps and ls == "-" and np.allclose(y, expected) for x, y, ls in lines)
+    assert any(x == [100, 200, 300] and np.allclose(y, [0.2, 0.97, 0.97]) for x, y, _ in lines)  # unfinished ema3
+    assert not any(np.allclose(y, expected + 0.01) for x, y, _ in lines if x == steps)  # the check can fail

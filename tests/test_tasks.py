@@ -63,6 +63,19 @@ def test_layouts():
     assert len(Vocab(97)) == 97 + len(SYMBOLS)
 
 
+@pytest.mark.parametrize("expr,written", [("a-(b-c)", "a - ( b - c ) ="), ("(a-b)-c", "a - b - c ="),
+                                          ("a*(b+c)", "a * ( b + c ) ="), ("(a*b)+c", "a * b + c ="),
+                                          ("a/(b*c)", "a / ( b * c ) ="), ("a-(b+(c-d))", "a - ( b + ( c - d ) ) =")])
+def test_infix_keeps_exactly_the_parentheses_the_value_needs(expr, written):
+    task, v = make_task(expr, 5), Vocab(5)
+    row = table(task, "infix")[0]
+    names = {v.symbol(s): s for s in SYMBOLS}
+    tokens = [names.get(i) for i in row["input_ids"]]
+    assert " ".join(t if t is not None else "x" for t in tokens) == " ".join(
+        "x" if w in "abcde" else w for w in written.split())
+    assert [t for t in row["input_ids"] if t not in names] == [row[w] for w in written.split() if w in "abcde"]
+
+
 def test_division_by_zero_rows_dropped():
     ds = table(make_task("a/(b-c)", 5))
     assert all((r["b"] - r["c"]) % 5 != 0 for r in ds)
