@@ -110,18 +110,16 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .aggregate import markdown_table
     from .report import PAPER_TABLE_1, build_report
     dirs = [Path(d) for d in args.runs]
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing:
         raise ConfigError(f"not a run folder: {', '.join(missing)}")
-    path = build_report(dirs, Path(args.out), paper_table=PAPER_TABLE_1 if args.paper else None)
-    lines = path.read_text().splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("| task | method |")), None)
-    if start is not None:  # the summary table on the terminal, the figures next to report.md
-        end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-        print("\n".join(lines[start:end]))
-    print(f"wrote {path} and its figures")
+    report = build_report(dirs, Path(args.out), paper_table=PAPER_TABLE_1 if args.paper else None)
+    if report.rows:  # the summary table on the terminal, the figures next to report.md
+        print(markdown_table(report.rows, report.columns))
+    print(f"wrote {report.path} and its figures")
     return 0
 
 

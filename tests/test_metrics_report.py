@@ -11,7 +11,9 @@ from conftest import TINY
 from neuralgrok.cli import main
 from neuralgrok.metrics import age, age_per_tensor, age_scaled, awe
 from neuralgrok.model import ModelConfig, Transformer
-from neuralgrok.report import _CANONICAL_COLOURS, _group, _palette, _steps_vs_paper, build_report, load_run
+from neuralgrok.aggregate import group_runs, load_run, steps_vs_paper
+from neuralgrok.figures import CANONICAL_COLOURS, palette
+from neuralgrok.report import build_report
 
 # -- metrics ------------------------------------------------------------------------------------------
 
@@ -169,8 +171,9 @@ def report(runs, tmp_path_factory):
     paper = {("(a*b) mod 97", "standard"): 1280, ("(a·b) mod 97", "Grokfast-EMA"): 1400}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        path = build_report(dirs, out, paper_table=paper)
-    return out, path.read_text(), [str(w.message) for w in caught]
+        built = build_report(dirs, out, paper_table=paper)
+    assert _table(built.path.read_text()) == built.rows  # report.md's table is the rows the command line prints
+    return out, built.path.read_text(), [str(w.message) for w in caught], built.rows
 
 
 def test_load_run_tolerates_truncated_line_and_unfinished(runs):
@@ -184,9 +187,8 @@ def test_load_run_tolerates_truncated_line_and_unfinished(runs):
 
 
 def test_report_table_values(report):
-    out, text, caught = report
+    out, text, caught, rows = report
     assert any("truncated" in m for m in caught)
-    rows = _table(text)
     assert [r["method"] for r in rows] == ["standard", "grokfast_ema"]  # fixed method order
     std, ema = rows
     assert std["task"] == "`(a*b) mod 97`"
@@ -208,15 +210,15 @@ def test_report_table_values(report):
 
 
 def test_report_paper_column(report, runs, tmp_path):
-    _, text, _ = report
-    std, ema = _table(text)
+    std, ema = report[3]
     assert std["paper"] == "1280" and ema["paper"] == "1400"
     _, dirs = runs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        plain = build_report(dirs[:3], tmp_path).read_text()
-    assert "paper" not in _table(plain)[0]
-    assert _table(plain)[0]["steps to 95%"] == "500 (400–600)"
+        plain = build_report(dirs[:3], tmp_path)
+    assert "paper" not in plain.columns
+    assert plain.rows[0]["steps to 95%"] == "500 (400–600)"
+    plain = plain.path.read_text()
     assert "steps_vs_paper.png" not in plain and not (tmp_path / "steps_vs_paper.png").exists()
 
 
@@ -225,17 +227,17 @@ def test_steps_vs_paper_data(runs):
     _, dirs = runs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        grouped = _group([load_run(d) for d in dirs])
-    table = _steps_vs_paper(grouped, {"(a*b) mod 97": {"standard": 1280, "grokfast_ema": "fails in 1e6"}})
+        grouped = group_runs([load_run(d) for d in dirs])
+    table = steps_vs_paper(grouped, {"(a*b) mod 97": {"standard": 1280, "grokfast_ema": "fails in 1e6"}})
     std, ema = table["(a*b) mod 97"]
     assert (std.label, std.reached, std.n_finished, std.paper) == ("standard", [400, 500, 600], 3, 1280)
     assert (ema.label, ema.reached, ema.n_finished, ema.cap, ema.paper) == ("grokfast_ema", [], 3, 1500,
                                                                              "fails in 1e6")
-    assert _steps_vs_paper(grouped, {"(a+b) mod 97": {"standard": 1650}}) == {}  # no published number for a*b
+    assert steps_vs_paper(grouped, {"(a+b) mod 97": {"standard": 1650}}) == {}  # no published number for a*b
 
 
 def test_report_header_and_links(report, runs):
-    out, text, _ = report
+    out, text, _, _ = report
     root, _ = runs
     assert "Read 7 runs (6 finished, 1 unfinished)" in text
     assert str(root) in text
@@ -247,7 +249,7 @@ def test_report_header_and_links(report, runs):
 def test_report_figures_are_valid_pngs(report):
     import matplotlib.image as mpimg
 
-    out, _, _ = report
+    out, _, _, _ = report
     # every file written atomically: no temporary files left behind
     assert sorted(os.listdir(out)) == ["accuracy.png", "age.png", "age_scaled.png", "report.md", "steps_vs_paper.png"]
     for name in ("accuracy.png", "age.png", "age_scaled.png", "steps_vs_paper.png"):
@@ -261,13 +263,13 @@ def test_report_figures_are_valid_pngs(report):
 
 
 def test_palette_keeps_canonical_colours_and_tells_a_dozen_variants_apart():
-    canonical = [(m, m) for m in _CANONICAL_COLOURS]
+    canonical = [(m, m) for m in CANONICAL_COLOURS]
     variants = [(f"neuralgrok variant {i}", "neuralgrok") for i in range(12)]
     variants += [(f"gradnorm + clip {i}", "gradnorm") for i in range(3)]
     wd = [(f"standard wd {w}", "standard") for w in ("1e-2", "1e-3", "0")]
-    colours = _palette(canonical + variants + wd)
-    for method in _CANONICAL_COLOURS:
-        assert colours[method] == _CANONICAL_COLOURS[method]
+    colours = palette(canonical + variants + wd)
+    for method in CANONICAL_COLOURS:
+        assert colours[method] == CANONICAL_COLOURS[method]
     assert len(set(colours.values())) == len(colours) == len(canonical + variants + wd)
 
 
@@ -275,10 +277,10 @@ def test_accuracy_figure_draws_the_runs_series(runs, tmp_path, monkeypatch):
     """The plotted lines are the data: the seeds' mean test accuracy on their common steps, an unfinished run's own."""
     import numpy as np
 
-    from neuralgrok import report as report_module
+    from neuralgrok import figures as figures_module
 
     figures = {}
-    monkeypatch.setattr(report_module, "_save_figure", lambda fig, path: figures.__setitem__(path.name, fig))
+    monkeypatch.setattr(figures_module, "_save_figure", lambda fig, path: figures.__setitem__(path.name, fig))
     _, dirs = runs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

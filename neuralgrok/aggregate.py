@@ -1,0 +1,244 @@
+"""Run folders as data: reading them, grouping runs by task and method, and the rows of the steps-to-accuracy table."""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .runfolder import read_metrics
+
+# Steps to 95% test accuracy published in NeuralGrok (Zhou et al., 2025), Table 1; usable as ``paper_table``.
+PAPER_TABLE_1: dict[tuple[str, str], int | str] = {
+    ("(a+b) mod 97", "standard"): 1650, ("(a+b) mod 97", "grokfast_ma"): 1780,
+    ("(a+b) mod 97", "grokfast_ema"): 1820, ("(a+b) mod 97", "neuralgrok"): 900,
+    ("(a-b) mod 97", "standard"): 4330, ("(a-b) mod 97", "grokfast_ma"): 2990,
+    ("(a-b) mod 97", "grokfast_ema"): 1340, ("(a-b) mod 97", "neuralgrok"): 1467,
+    ("(a*b) mod 97", "standard"): 1280, ("(a*b) mod 97", "grokfast_ma"): 1150,
+    ("(a*b) mod 97", "grokfast_ema"): 1400, ("(a*b) mod 97", "neuralgrok"): 918,
+    ("(a*a-b) mod 97", "standard"): 4820, ("(a*a-b) mod 97", "grokfast_ma"): 3830,
+    ("(a*a-b) mod 97", "grokfast_ema"): 2730, ("(a*a-b) mod 97", "neuralgrok"): 1845,
+    ("(a*c+b*d-e) mod 7", "standard"): "fails in 1e6", ("(a*c+b*d-e) mod 7", "grokfast_ma"): 8853,
+    ("(a*c+b*d-e) mod 7", "grokfast_ema"): "fails in 1e6", ("(a*c+b*d-e) mod 7", "neuralgrok"): 1896,
+}
+
+
+# Order of the methods in tables and figures: standard, weight-decay (standard-method) variants,
+# gradient normalisation, Grokfast-MA, Grokfast-EMA, ⊥Grad, NeuralGrok, then any other label.
+RANK = {"standard": 0, "gradnorm": 2, "grokfast_ma": 3, "grokfast_ema": 4, "orthograd": 5, "neuralgrok": 6}
+
+
+@dataclass
+class Run:
+    """One run folder: its config, its metrics lines (complete ones) and its summary (None while unfinished)."""
+
+    path: Path
+    config: dict
+    metrics: list[dict]
+    summary: dict | None
+    skipped_lines: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    @property
+    def method(self) -> str:
+        return str(self.config.get("method", "?"))
+
+    @property
+    def label(self) -> str:
+        """The name of the run's method in reports: ``label`` when set and non-empty, else ``method``."""
+        label = self.config.get("label")
+        return label if isinstance(label, str) and label.strip() else self.method
+
+    @property
+    def task_label(self) -> str:
+        return task_label(self.config.get("task", "?"), self.config.get("p"))
+
+    @property
+    def max_steps(self) -> int | None:
+        return self.config.get("max_steps")
+
+
+def task_label(task: str, p: int | None) -> str:
+    """``(a*b) mod 97`` from the task (a paper-task name or an expression) and the modulus."""
+    try:
+        from .tasks import PAPER_TASKS
+        task = PAPER_TASKS[task][0] if task in PAPER_TASKS else task
+    except ImportError:  # the report works without the training stack
+        pass
+    return f"({task}) mod {p}" if p is not None else str(task)
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Reads a run folder. Raises FileNotFoundError without config.json; tolerates a truncated metrics line."""
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    if not isinstance(config, dict):
+        raise ValueError(f"{run_dir / 'config.json'}: not a JSON object")
+    metrics, skipped = read_metrics(run_dir / "metrics.jsonl")
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    return Run(run_dir, config, metrics, summary, skipped)
+
+
+def order_key(label: str, method: str) -> tuple:
+    norm = norm_method(label)
+    if norm in RANK:
+        return (RANK[norm], 0, label)
+    if method == "standard":  # a standard-method variant: weight decay settings
+        return (1, 1, label)
+    return (RANK.get(method, len(RANK)), 1, label)
+
+
+def norm_method(s: str) -> str:
+    return str(s).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def _norm_task(s: str) -> str:
+    s = str(s).lower()
+    for a, b in (("·", "*"), ("×", "*"), ("−", "-"), ("–", "-")):
+        s = s.replace(a, b)
+    return "".join(s.split())
+
+
+def _paper_value(paper_table: dict | None, task_lab: str, task: str, label: str) -> Any:
+    """The published number for (task label, method label); keys may be tuples or nested dicts, spelt loosely."""
+    if not paper_table:
+        return None
+    flat: dict[tuple[str, str], Any] = {}
+    for k, v in paper_table.items():
+        if isinstance(v, dict):
+            flat.update({(_norm_task(k), norm_method(m)): x for m, x in v.items()})
+        elif isinstance(k, tuple) and len(k) == 2:
+            flat[(_norm_task(k[0]), norm_method(k[1]))] = v
+    for t in (task_lab, task):
+        v = flat.get((_norm_task(t), norm_method(label)))
+        if v is not None:
+            return v
+    return None
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.1f}"
+
+
+def _median_spread(values: list[float]) -> str:
+    med = statistics.median(values)
+    if len(values) == 1:
+        return _num(med)
+    return f"{_num(med)} ({_num(min(values))}–{_num(max(values))})"
+
+
+def _first_row_at(metrics: list[dict], threshold: float, key: str = "test_acc") -> dict | None:
+    return next((r for r in metrics if finite(r.get(key)) and r[key] >= threshold), None)
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@dataclass
+class Group:
+    task_label: str
+    task: str
+    label: str
+    method: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def finished(self) -> list[Run]:
+        return [r for r in self.runs if r.finished]
+
+    @property
+    def running(self) -> list[Run]:
+        return [r for r in self.runs if not r.finished]
+
+    def reached(self, pct: int) -> list[int]:
+        """Steps to ``pct``% test accuracy of the finished seeds that reached it."""
+        return [r.summary[f"steps_to_{pct}"] for r in self.finished if r.summary.get(f"steps_to_{pct}") is not None]
+
+    def fewest_steps_ran(self) -> int | None:
+        """The shortest finished run's length (its step count, else its cap): what "not within N steps" means."""
+        ran = [s for s in (r.summary.get("steps") or r.max_steps for r in self.finished) if s is not None]
+        return min(ran) if ran else None
+
+
+def group_runs(runs: list[Run]) -> dict[str, list[Group]]:
+    """Runs grouped by task (in order of first appearance) and method label (in the palette order)."""
+    by_task: dict[str, dict[str, Group]] = {}
+    for r in runs:
+        groups = by_task.setdefault(r.task_label, {})
+        g = groups.setdefault(r.label, Group(r.task_label, str(r.config.get("task", "?")), r.label, r.method))
+        g.runs.append(r)
+    return {t: sorted(gs.values(), key=lambda g: order_key(g.label, g.method)) for t, gs in by_task.items()}
+
+
+def table_row(g: Group, paper_table: dict | None) -> dict[str, str]:
+    fin, n_run = g.finished, len(g.running)
+    n = len(fin)
+    running = f" +{n_run} (running)" if n_run else ""
+    caps = sorted({r.max_steps for r in g.runs if r.max_steps is not None})
+    row = {"task": f"`{g.task_label}`", "method": g.label}
+    for pct in (95, 99):
+        reached = g.reached(pct)
+        if n == 0:
+            cell = "(running)"
+        elif not reached:
+            ran = g.fewest_steps_ran()
+            cell = f"not within {ran} steps" if ran is not None else "not reached"
+        else:
+            cell = _median_spread(reached)
+        row[f"steps to {pct}%"] = cell
+        row[f"seeds reached {pct}%"] = f"{len(reached)}/{n}{running}"
+    row["step cap"] = "—" if not caps else (str(caps[0]) if len(caps) == 1 else f"{caps[0]}–{caps[-1]}")
+    walls = []
+    for r in fin:
+        hit = _first_row_at(r.metrics, 0.95)
+        if hit is not None and finite(hit.get("elapsed_s")):
+            walls.append(hit["elapsed_s"])
+    row["wall s to 95%"] = f"{statistics.median(walls):.1f}" if walls else "—"
+    sps = [r.summary["seconds_per_step"] for r in fin if finite(r.summary.get("seconds_per_step"))]
+    row["s/step"] = f"{statistics.median(sps):.3g}" if sps else "—"
+    paper = _paper_value(paper_table, g.task_label, g.task, g.label)
+    row["paper"] = "—" if paper is None else str(paper)
+    return row
+
+
+def markdown_table(rows: list[dict[str, str]], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(r[c] for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+@dataclass
+class StepsBar:
+    """One method on one task for the steps-vs-paper figure: our seeds' steps to 95%, the cap, the paper's number."""
+
+    label: str
+    reached: list[int]
+    n_finished: int
+    cap: int | None
+    paper: int | str | None
+
+
+def steps_vs_paper(grouped: dict[str, list[Group]], paper_table: dict) -> dict[str, list[StepsBar]]:
+    """Per task, one entry per method with finished runs: our steps to 95% beside the published number."""
+    out: dict[str, list[StepsBar]] = {}
+    for t, groups in grouped.items():
+        bars = []
+        for g in groups:
+            if g.finished:
+                bars.append(StepsBar(g.label, sorted(g.reached(95)), len(g.finished), g.fewest_steps_ran(),
+                                      _paper_value(paper_table, g.task_label, g.task, g.label)))
+        if any(b.paper is not None for b in bars):
+            out[t] = bars
+    return out
+
+
+def has_key(grouped: dict[str, list[Group]], key: str) -> bool:
+    return any(finite(m.get(key)) for gs in grouped.values() for g in gs for r in g.runs for m in r.metrics)
+

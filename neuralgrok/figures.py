@@ -1,0 +1,203 @@
+"""The report's figures: accuracy, AGE and steps-to-95%-against-the-paper, one panel per task, a fixed colour per method."""
+from __future__ import annotations
+
+import io
+import math
+import statistics
+from pathlib import Path
+
+from .aggregate import Group, Run, StepsBar, finite, norm_method, order_key
+from .runfolder import write_atomic
+
+CANONICAL_COLOURS = {"standard": "#4d4d4d", "gradnorm": "#9467bd", "grokfast_ma": "#1f77b4",
+                      "grokfast_ema": "#2ca02c", "orthograd": "#e6a817", "neuralgrok": "#d62728"}
+
+
+_WD_COLOURS = ("#8c564b", "#bcbd22", "#c49c94", "#dbdb8d", "#7f7f7f")
+
+
+_OTHER_COLOURS = ("#ff7f0e", "#17becf", "#e377c2", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#9edae5",
+                  "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#6b6ecf", "#b5cf6b", "#e7ba52", "#d6616b")
+
+
+_DPI = 120
+
+
+def palette(labels_methods: list[tuple[str, str]]) -> dict[str, str]:
+    """A colour per method label: fixed ones for the canonical methods, the rest assigned in the stable order."""
+    colours, wd, other = {}, 0, 0
+    for label, method in sorted(set(labels_methods), key=lambda lm: order_key(*lm)):
+        if label in colours:
+            continue
+        norm = norm_method(label)
+        if norm in CANONICAL_COLOURS:
+            colours[label] = CANONICAL_COLOURS[norm]
+        elif method == "standard":
+            colours[label] = _WD_COLOURS[wd % len(_WD_COLOURS)]
+            wd += 1
+        else:
+            colours[label] = _OTHER_COLOURS[other % len(_OTHER_COLOURS)]
+            other += 1
+    return colours
+
+
+def _series(run: Run, key: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of ``key`` at steps > 0 (log axis), finite values only."""
+    pts = [(r["step"], r[key]) for r in run.metrics if r.get("step", 0) > 0 and finite(r.get(key))]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _plot_metric(ax, group: Group, key: str, colour: str, linestyle: str = "-", band: bool = True) -> bool:
+    """The finished seeds' mean where every one has data, a light min–max band there, each seed thin beyond it;
+    unfinished runs as thin faint lines of their own (a group with only unfinished runs is averaged like finished)."""
+    import numpy as np
+
+    runs = group.finished or group.running
+    if group.finished:
+        for r in group.running:
+            xs, vs = _series(r, key)
+            ax.plot(xs, vs, color=colour, ls=linestyle, lw=0.8, alpha=0.45)
+    series = [s for s in (_series(r, key) for r in runs) if s[0]]
+    if not series:
+        return False
+    lo = max(s[0][0] for s in series)
+    hi = min(s[0][-1] for s in series)
+    grid = np.array(sorted({x for s in series for x in s[0] if lo <= x <= hi}), dtype=float)
+    if len(series) > 1 and len(grid) > 0:
+        ys = np.stack([np.interp(grid, s[0], s[1]) for s in series])
+        ax.plot(grid, ys.mean(0), color=colour, ls=linestyle, lw=1.8)
+        if band:
+            ax.fill_between(grid, ys.min(0), ys.max(0), color=colour, alpha=0.15, lw=0)
+        for xs, vs in series:  # the parts of the seeds outside the common range
+            xs, vs = np.asarray(xs, float), np.asarray(vs, float)
+            for part in (xs <= lo, xs >= hi):
+                if part.sum() > 1:
+                    ax.plot(xs[part], vs[part], color=colour, ls=linestyle, lw=0.8, alpha=0.6)
+    else:
+        for xs, vs in series:
+            ax.plot(xs, vs, color=colour, ls=linestyle, lw=1.8 if len(series) == 1 else 0.8)
+    return True
+
+
+def _save_figure(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI)
+    write_atomic(path, buf.getvalue())
+
+
+def _method_legend(ax, groups: list[Group], colours: dict[str, str], extra: list | None = None) -> None:
+    from matplotlib.lines import Line2D
+
+    def text(g: Group) -> str:
+        return f"{g.label} (n={len(g.finished)}" + (f", {len(g.running)} running)" if g.running else ")")
+
+    handles = [Line2D([], [], color=colours[g.label], lw=2, label=text(g)) for g in groups]
+    ax.legend(handles=handles + (extra or []), fontsize=8, loc="best", framealpha=0.85)
+
+
+def _task_grid(n_tasks: int):
+    """(pyplot, figure, axes) with one panel per task, three to a row, spare panels hidden; Agg backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ncols = min(n_tasks, 3)
+    nrows = math.ceil(n_tasks / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.0 * ncols, 4.2 * nrows), squeeze=False)
+    for ax in list(axes.flat)[n_tasks:]:
+        ax.set_visible(False)
+    return plt, fig, axes
+
+
+def plot_accuracy(grouped: dict[str, list[Group]], colours: dict[str, str], path: Path) -> None:
+    from matplotlib.lines import Line2D
+
+    tasks = list(grouped)
+    plt, fig, axes = _task_grid(len(tasks))
+    for ax, t in zip(axes.flat, tasks):
+        for g in grouped[t]:
+            c = colours[g.label]
+            _plot_metric(ax, g, "train_acc", c, "--", band=False)
+            _plot_metric(ax, g, "test_acc", c, "-")
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.axhline(0.95, color="0.6", lw=0.6, ls=":")
+        ax.set(title=f"{t}: accuracy (mean over seeds, band min–max)", xlabel="step", ylabel="accuracy")
+        ax.grid(alpha=0.3, which="both", lw=0.4)
+        style = [Line2D([], [], color="k", ls="-", label="test"), Line2D([], [], color="k", ls="--", label="train")]
+        _method_legend(ax, grouped[t], colours, style)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_age(grouped: dict[str, list[Group]], colours: dict[str, str], key: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scaled = key.endswith("scaled")
+    name = "scale-free AGE (of g/‖g‖₁)" if scaled else "AGE (raw scale)"
+    tasks = list(grouped)
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(12.0, 4.0 * len(tasks)), squeeze=False)
+    for (ax_age, ax_acc), t in zip(axes, tasks):
+        values = []
+        for g in grouped[t]:
+            c = colours[g.label]
+            _plot_metric(ax_age, g, key, c)
+            _plot_metric(ax_acc, g, "test_acc", c)
+            values += [v for r in g.runs for v in _series(r, key)[1]]
+        if values and min(values) > 0 and max(values) / min(values) > 50:
+            ax_age.set_yscale("log")
+        ax_age.set(title=f"{t}: {name}", xlabel="step", ylabel="scale-free AGE" if scaled else "AGE")
+        ax_acc.set(title=f"{t}: test accuracy", xlabel="step", ylabel="test accuracy", ylim=(-0.02, 1.02))
+        for ax in (ax_age, ax_acc):
+            ax.set_xscale("log")
+            ax.grid(alpha=0.3, which="both", lw=0.4)
+        _method_legend(ax_acc, grouped[t], colours)
+    if not scaled:
+        fig.suptitle("AGE depends on the gradient's scale: normalised methods are not comparable with raw ones",
+                     fontsize=9, y=1.0)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_steps_vs_paper(table: dict[str, list[StepsBar]], colours: dict[str, str], path: Path) -> None:
+    from matplotlib.patches import Patch
+
+    tasks = list(table)
+    plt, fig, axes = _task_grid(len(tasks))
+    w = 0.38
+    for ax, t in zip(axes.flat, tasks):
+        bars = table[t]
+        top = max([x for b in bars for x in b.reached + ([b.cap] if b.cap else [])]
+                  + [b.paper for b in bars if isinstance(b.paper, (int, float))] + [1])
+        for i, b in enumerate(bars):
+            c = colours[b.label]
+            if b.reached:  # ours: median bar, min-max whisker, every seed a dot
+                med = statistics.median(b.reached)
+                ax.bar(i - w / 2, med, w, color=c, alpha=0.85)
+                ax.vlines(i - w / 2, min(b.reached), max(b.reached), color="k", lw=1)
+                ax.plot([i - w / 2] * len(b.reached), b.reached, "o", color="k", ms=3)
+                if len(b.reached) < b.n_finished:
+                    ax.text(i - w / 2, med, f"{len(b.reached)}/{b.n_finished}", ha="center", va="bottom", fontsize=7)
+            elif b.cap:  # ours never reached 95%: an outline up to the cap
+                ax.bar(i - w / 2, b.cap, w, fill=False, edgecolor=c, hatch="..", lw=1.2)
+                ax.text(i - w / 2, b.cap, f"not in\n{b.cap}", ha="center", va="bottom", fontsize=7)
+            if isinstance(b.paper, (int, float)):
+                ax.bar(i + w / 2, b.paper, w, color=c, alpha=0.35, hatch="//", edgecolor=c)
+            else:  # e.g. "fails in 1e6", no bar to scale; or a method the paper does not report
+                note = "not in paper" if b.paper is None else f"paper:\n{b.paper}"
+                ax.text(i + w / 2, top * 0.02, note, ha="center", va="bottom", fontsize=7, rotation=90)
+        ax.set_xticks(range(len(bars)), [b.label for b in bars], rotation=20, fontsize=8)
+        ax.set(title=f"{t}: steps to 95% test accuracy", ylabel="steps", ylim=(0, top * 1.18))
+        ax.grid(alpha=0.3, axis="y", lw=0.4)
+    fig.legend(handles=[Patch(color="0.3", alpha=0.85, label="here: median; line min–max; dots: seeds"),
+                        Patch(fill=False, hatch="..", label="here: no seed reached 95% within its steps"),
+                        Patch(facecolor="0.3", alpha=0.35, hatch="//", label="paper (one run)")],
+               loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    _save_figure(fig, path)
+    plt.close(fig)
+
