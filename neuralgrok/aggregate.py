@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,3 +243,53 @@ def steps_vs_paper(grouped: dict[str, list[Group]], paper_table: dict) -> dict[s
 def has_key(grouped: dict[str, list[Group]], key: str) -> bool:
     return any(finite(m.get(key)) for gs in grouped.values() for g in gs for r in g.runs for m in r.metrics)
 
+
+
+# -- weight-decay sweeps ----------------------------------------------------------------------------
+
+_SWEPT = re.compile(r"^(?P<family>.+) wd=(?P<value>\S+)$")  # the labels `neuralgrok grid` gives swept cells
+
+
+@dataclass
+class SweepPoint:
+    """One weight decay of one method on one task: its group of seeds."""
+
+    weight_decay: float
+    group: Group
+
+
+def weight_decay_sweeps(grouped: dict[str, list[Group]]) -> dict[str, dict[str, list[SweepPoint]]]:
+    """Per task, per method family ("standard" for "standard wd=0.001"), its swept weight decays in order.
+
+    Only families run at two or more weight decays count as swept.
+    """
+    out: dict[str, dict[str, list[SweepPoint]]] = {}
+    for t, groups in grouped.items():
+        families: dict[str, list[SweepPoint]] = {}
+        for g in groups:
+            m = _SWEPT.match(g.label)
+            if m and g.finished:
+                wd = float(g.finished[0].config.get("weight_decay", m["value"]))
+                families.setdefault(m["family"], []).append(SweepPoint(wd, g))
+        swept = {f: sorted(ps, key=lambda p: p.weight_decay) for f, ps in families.items() if len(ps) >= 2}
+        if swept:
+            out[t] = swept
+    return out
+
+
+def best_tuned_rows(sweeps: dict[str, dict[str, list[SweepPoint]]]) -> list[dict[str, str]]:
+    """Each swept method at its best weight decay: the most seeds reaching 95%, then the fewest median steps."""
+    rows = []
+    for t, families in sweeps.items():
+        for family, points in families.items():
+            def score(p: SweepPoint) -> tuple:
+                reached = p.group.reached(95)
+                return (-len(reached) / len(p.group.finished), statistics.median(reached) if reached else math.inf)
+            best = min(points, key=score)
+            reached, n = best.group.reached(95), len(best.group.finished)
+            rows.append({"task": f"`{best.group.task_label}`", "method": family,
+                         "best weight decay": f"{best.weight_decay:g}",
+                         "steps to 95%": _median_spread(reached) if reached else "not reached",
+                         "seeds reached 95%": f"{len(reached)}/{n}",
+                         "weight decays tried": ", ".join(f"{p.weight_decay:g}" for p in points)})
+    return rows

@@ -119,6 +119,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     report = build_report(dirs, Path(args.out), paper_table=PAPER_TABLE_1 if args.paper else None)
     if report.rows:  # the summary table on the terminal, the figures next to report.md
         print(markdown_table(report.rows, report.columns))
+    if report.tuned:
+        print("\nAt the best weight decay:\n" + markdown_table(report.tuned, list(report.tuned[0])))
     print(f"wrote {report.path} and its figures")
     return 0
 

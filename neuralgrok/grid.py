@@ -7,7 +7,9 @@
 
 A grid file has ``[grid]`` (``tasks``, ``methods``, ``seeds``), ``[defaults]`` (run options
 for every run), ``[tasks.NAME]`` and ``[methods.NAME]`` (options for that task or method;
-a task may set its own ``seeds``) and ``[cells."TASK/METHOD"]`` (options for one pair).
+a task may set its own ``seeds``; a method may sweep one option over a list of values,
+``sweep = {weight_decay = [0, 1e-3, 1e-2]}``, one run per value) and ``[cells."TASK/METHOD"]``
+(options for one pair).
 Later tables override earlier ones in that order.  Each run is an ordinary
 ``neuralgrok train --config OUT/configs/NAME.yaml --out OUT/runs/NAME``, so any cell can
 be re-run by hand with the command printed in ``OUT/commands.txt``.
@@ -49,8 +51,28 @@ class Cell:
                 "--config", str(out / "configs" / f"{self.name}.yaml"), "--out", str(out / "runs" / self.name)]
 
 
+def _variants(opts: dict) -> list[tuple[str, dict]]:
+    """A method's option sets: one per value of its ``sweep`` option (``sweep = {weight_decay = [0, 1e-3]}``).
+
+    Each variant is named by a suffix (``-wd0.001``) and labelled ``"LABEL wd=0.001"``, so that reports
+    keep the values apart and can plot steps against them.
+    """
+    sweep = opts.pop("sweep", None)
+    if not sweep:
+        return [("", opts)]
+    if not isinstance(sweep, dict) or len(sweep) != 1 or not isinstance(next(iter(sweep.values())), list):
+        raise SystemExit(f"grid: sweep must name one option and a list of values, got {sweep!r}")
+    (key, values), = sweep.items()
+    short = SWEEP_NAMES.get(key, key)
+    label = opts.get("label") or opts["method"]
+    return [(f"-{short}{v:g}", {**opts, key: v, "label": f"{label} {short}={v:g}"}) for v in values]
+
+
+SWEEP_NAMES = {"weight_decay": "wd"}  # short names of swept options in cell names and labels
+
+
 def expand(grid: dict, only: dict[str, set[str]] | None = None) -> list[Cell]:
-    """The grid's runs in order (task, method, seed), each with its merged options."""
+    """The grid's runs in order (task, method, swept value, seed), each with its merged options."""
     spec = grid.get("grid", {})
     for key in ("tasks", "methods", "seeds"):
         if key not in spec:
@@ -65,10 +87,11 @@ def expand(grid: dict, only: dict[str, set[str]] | None = None) -> list[Cell]:
             opts = {**grid.get("defaults", {}), **task_opts, **grid.get("methods", {}).get(method, {}),
                     **grid.get("cells", {}).get(f"{task}/{method}", {})}
             opts.setdefault("method", method)
-            for seed in seeds:
-                if only and str(seed) not in only.get("seed", {str(seed)}):
-                    continue
-                cells.append(Cell(f"{task}-{method}-s{seed}", {**opts, "seed": seed}))
+            for suffix, variant in _variants(opts):
+                for seed in seeds:
+                    if only and str(seed) not in only.get("seed", {str(seed)}):
+                        continue
+                    cells.append(Cell(f"{task}-{method}{suffix}-s{seed}", {**variant, "seed": seed}))
     return cells
 
 

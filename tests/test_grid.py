@@ -93,3 +93,15 @@ def test_run_with_other_settings_is_set_aside_and_restarted(tmp_path):
     assert json.loads((stale / "config.json").read_text())["lr"] == 2e-2
     assert json.loads((run / "config.json").read_text())["lr"] == 1e-2
     assert (run / "summary.json").is_file()
+
+
+def test_a_method_sweeps_one_option():
+    spec = {"grid": {"tasks": ["t"], "methods": ["m", "n"], "seeds": [0]}, "tasks": {"t": {"task": "a+b"}},
+            "methods": {"m": {"method": "standard", "sweep": {"weight_decay": [0, 1e-3, 0.03]}},
+                        "n": {"method": "grokfast_ema", "label": "ema"}}}
+    cells = {c.name: c.options for c in grid.expand(spec)}
+    assert list(cells) == ["t-m-wd0-s0", "t-m-wd0.001-s0", "t-m-wd0.03-s0", "t-n-s0"]
+    assert cells["t-m-wd0.001-s0"]["weight_decay"] == 1e-3 and cells["t-m-wd0.001-s0"]["label"] == "standard wd=0.001"
+    assert "sweep" not in cells["t-m-wd0-s0"] and cells["t-n-s0"]["label"] == "ema"
+    with pytest.raises(SystemExit, match="sweep must name one option"):
+        grid.expand({**spec, "methods": {"m": {"method": "standard", "sweep": {"lr": 1e-3}}}})

@@ -294,3 +294,31 @@ def test_accuracy_figure_draws_the_runs_series(runs, tmp_path, monkeypatch):
     assert any(x == steps and ls == "-" and np.allclose(y, expected) for x, y, ls in lines)
     assert any(x == [100, 200, 300] and np.allclose(y, [0.2, 0.97, 0.97]) for x, y, _ in lines)  # unfinished ema3
     assert not any(np.allclose(y, expected + 0.01) for x, y, _ in lines if x == steps)  # the check can fail
+
+
+def test_weight_decay_sweep_best_tuned_table_and_figure(tmp_path, monkeypatch):
+    """Swept cells ("LABEL wd=V") give a best-weight-decay row per method and a steps-against-decay line."""
+    import numpy as np
+
+    from neuralgrok import figures as figures_module
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    dirs, plan = [], {0.0: (None, None), 0.001: (600, 700), 0.01: (300, 500), 0.1: (400, None)}  # seeds' s95
+    for wd, seeds in plan.items():
+        for seed, s95 in enumerate(seeds):
+            d = _make_run(root, f"std-wd{wd:g}-s{seed}", method="standard", seed=seed, s95=s95, s99=None,
+                          spp=0.01, max_steps=1000, label=f"standard wd={wd:g}")
+            cfg = json.loads((d / "config.json").read_text())
+            (d / "config.json").write_text(json.dumps({**cfg, "weight_decay": wd}))
+            dirs.append(d)
+    figures = {}
+    monkeypatch.setattr(figures_module, "_save_figure", lambda fig, path: figures.__setitem__(path.name, fig))
+    built = build_report(dirs, tmp_path / "out", paper_table=None)
+    assert built.tuned == [{"task": "`(a*b) mod 97`", "method": "standard", "best weight decay": "0.01",
+                            "steps to 95%": "400 (300–500)", "seeds reached 95%": "2/2",
+                            "weight decays tried": "0, 0.001, 0.01, 0.1"}]  # 0.1 is faster once, but 1 seed in 2
+    assert "## Each method at its best weight decay" in built.path.read_text()
+    lines = [(list(line.get_xdata()), list(line.get_ydata())) for ax in figures["steps_vs_weight_decay.png"].axes
+             for line in ax.get_lines() if line.get_linestyle() == "-"]
+    assert ([0.001, 0.01], [650.0, 400.0]) in [(x, [float(v) for v in np.asarray(y)]) for x, y in lines]
