@@ -131,13 +131,18 @@ def plot_accuracy(grouped: dict[str, list[Group]], colours: dict[str, str], path
     plt.close(fig)
 
 
-def plot_age(grouped: dict[str, list[Group]], colours: dict[str, str], key: str, path: Path) -> None:
+# The metrics drawn beside test accuracy: (panel title, y-axis label)
+BESIDE_ACCURACY = {"age": ("AGE (raw scale)", "AGE"), "age_scaled": ("scale-free AGE (of g/‖g‖₁)", "scale-free AGE"),
+                   "weight_norm": ("weight norm ‖θ‖₂", "weight norm")}
+
+
+def plot_beside_accuracy(grouped: dict[str, list[Group]], colours: dict[str, str], key: str, path: Path) -> None:
+    """One row per task: the metric ``key`` (AGE, scale-free AGE or the weight norm) and test accuracy."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scaled = key.endswith("scaled")
-    name = "scale-free AGE (of g/‖g‖₁)" if scaled else "AGE (raw scale)"
+    name, ylabel = BESIDE_ACCURACY[key]
     tasks = list(grouped)
     fig, axes = plt.subplots(len(tasks), 2, figsize=(12.0, 4.0 * len(tasks)), squeeze=False)
     for (ax_age, ax_acc), t in zip(axes, tasks):
@@ -149,13 +154,13 @@ def plot_age(grouped: dict[str, list[Group]], colours: dict[str, str], key: str,
             values += [v for r in g.runs for v in _series(r, key)[1]]
         if values and min(values) > 0 and max(values) / min(values) > 50:
             ax_age.set_yscale("log")
-        ax_age.set(title=f"{t}: {name}", xlabel="step", ylabel="scale-free AGE" if scaled else "AGE")
+        ax_age.set(title=f"{t}: {name}", xlabel="step", ylabel=ylabel)
         ax_acc.set(title=f"{t}: test accuracy", xlabel="step", ylabel="test accuracy", ylim=(-0.02, 1.02))
         for ax in (ax_age, ax_acc):
             ax.set_xscale("log")
             ax.grid(alpha=0.3, which="both", lw=0.4)
         _method_legend(ax_acc, grouped[t], colours)
-    if not scaled:
+    if key == "age":
         fig.suptitle("AGE depends on the gradient's scale: normalised methods are not comparable with raw ones",
                      fontsize=9, y=1.0)
     fig.tight_layout()

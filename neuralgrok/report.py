@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .aggregate import (PAPER_TABLE_1, best_tuned_rows, finite, group_runs, has_key, load_run, markdown_table,
                         steps_vs_paper, table_row, weight_decay_sweeps)
-from .figures import palette, plot_accuracy, plot_age, plot_steps_vs_paper, plot_steps_vs_weight_decay
+from .figures import palette, plot_accuracy, plot_beside_accuracy, plot_steps_vs_paper, plot_steps_vs_weight_decay
 from .runfolder import write_atomic
 
 __all__ = ["PAPER_TABLE_1", "Report", "build_report"]
@@ -107,11 +107,17 @@ def build_report(run_dirs: list[Path], out_dir: Path, paper_table: dict | None =
                "the scale-free AGE (of g/‖g‖₁) is."]
         for key, fname, alt in (("age", "age.png", "AGE"), ("age_scaled", "age_scaled.png", "scale-free AGE")):
             if has_key(grouped, key):
-                plot_age(grouped, colours, key, out_dir / fname)
+                plot_beside_accuracy(grouped, colours, key, out_dir / fname)
                 md += ["", f"![{alt} and test accuracy]({fname})"]
             else:
                 md += ["", f"(no run logged `{key}`)"]
         md.append("")
+        if has_key(grouped, "weight_norm"):
+            plot_beside_accuracy(grouped, colours, "weight_norm", out_dir / "weight_norm.png")
+            md += ["## Weight norm", "",
+                   "The L2 norm of all parameters against step, beside test accuracy (Omnigrok: generalising "
+                   "solutions sit near a critical weight norm).", "",
+                   "![weight norm and test accuracy](weight_norm.png)", ""]
 
     md += ["## Runs", "", "| folder | task | method | seed | status | steps | best test acc |",
            "|---|---|---|---|---|---|---|"]

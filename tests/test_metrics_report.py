@@ -251,8 +251,9 @@ def test_report_figures_are_valid_pngs(report):
 
     out, _, _, _ = report
     # every file written atomically: no temporary files left behind
-    assert sorted(os.listdir(out)) == ["accuracy.png", "age.png", "age_scaled.png", "report.md", "steps_vs_paper.png"]
-    for name in ("accuracy.png", "age.png", "age_scaled.png", "steps_vs_paper.png"):
+    assert sorted(os.listdir(out)) == ["accuracy.png", "age.png", "age_scaled.png", "report.md", "steps_vs_paper.png",
+                                       "weight_norm.png"]
+    for name in ("accuracy.png", "age.png", "age_scaled.png", "steps_vs_paper.png", "weight_norm.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert len(data) > 20_000
@@ -294,6 +295,8 @@ def test_accuracy_figure_draws_the_runs_series(runs, tmp_path, monkeypatch):
     assert any(x == steps and ls == "-" and np.allclose(y, expected) for x, y, ls in lines)
     assert any(x == [100, 200, 300] and np.allclose(y, [0.2, 0.97, 0.97]) for x, y, _ in lines)  # unfinished ema3
     assert not any(np.allclose(y, expected + 0.01) for x, y, _ in lines if x == steps)  # the check can fail
+    norms = [line.get_ydata() for ax in figures["weight_norm.png"].axes[::2] for line in ax.get_lines()]
+    assert norms and all(np.allclose(y, 30.0) for y in norms)  # the runs' logged weight norm, 30 throughout
 
 
 def test_weight_decay_sweep_best_tuned_table_and_figure(tmp_path, monkeypatch):
