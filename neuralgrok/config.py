@@ -110,13 +110,15 @@ class RunConfig:
     run_on: bool = opt(False, "ignore the early stop and run all max_steps", "run")
     label: str = opt("", "name of this run's method in reports (default: the method)", "run")
     age_per_tensor: bool = opt(False, "also log AGE per parameter tensor (age_tensors, age_raw_tensors)", "run")
+    snapshot_steps: str = opt("", "save the model's weights for analysis at these steps, under RUN/snapshots/: "
+                                  "'100,200', 'every:N' or 'log' (about 8 a decade); empty: none", "run")
     checkpoint_every: int = opt(500, "write a checkpoint every N steps (also on SIGTERM/SIGINT and at the end)", "run")
     keep_checkpoints: int = opt(2, "checkpoints kept in the run folder (the newest)", "run")
     max_bad_steps: int = opt(10, "stop after this many consecutive steps with a non-finite loss or gradient", "run")
 
 
 # Options a resumed run may change: they do not alter the steps already taken.
-RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "keep_checkpoints", "max_bad_steps")
+RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "keep_checkpoints", "max_bad_steps", "snapshot_steps")
 
 
 # Values that options added later had before they existed: a config.json written without
@@ -243,6 +245,8 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.train_eval_rows >= 0, f"--train-eval-rows must be >= 0 (0: whole split), got {cfg.train_eval_rows}")
     _check(cfg.init_scale > 0, f"--init-scale must be > 0, got {cfg.init_scale}")
     _check(cfg.weight_norm >= 0, f"--weight-norm must be >= 0 (0: off), got {cfg.weight_norm}")
+    from .snapshots import snapshot_schedule
+    snapshot_schedule(cfg.snapshot_steps, cfg.max_steps)  # raises ConfigError naming a bad spec
     _check(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
     for name in ("beta1", "beta2", "meta_beta1", "meta_beta2", "ema_alpha"):
         _check(0.0 <= getattr(cfg, name) < 1.0, f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(cfg, name)}")

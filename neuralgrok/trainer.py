@@ -25,6 +25,7 @@ from .model import ModelConfig, Transformer, answer_logits
 from .optim import InnerOptimizer, warmup_schedule
 from .runfolder import MetricsLog, summarize, write_atomic, write_json
 from .runlock import FolderLock, FolderLocked
+from .snapshots import save_snapshot, snapshot_schedule
 
 EVAL_CHUNK = 4096  # rows per evaluation pass
 BOUNDED_CHUNK = 512  # rows per pass of a bounded test evaluation, which may stop between passes
@@ -335,6 +336,7 @@ class Trainer:
         start, stopped = time.perf_counter() - self.elapsed_before, "max_steps"
         elapsed = lambda: time.perf_counter() - start  # noqa: E731
         done = self._target_reached()  # a resumed run may have met its target already
+        snapshots = snapshot_schedule(cfg.snapshot_steps, cfg.max_steps)
         try:
             while self.step < cfg.max_steps and not done:
                 due = (self.step + 1) % cfg.eval_every == 0 or self.step + 1 == cfg.max_steps
@@ -350,6 +352,8 @@ class Trainer:
                         bar.set_postfix(train=f"{row['train_acc']:.3f}", test=f"{row['test_acc']:.3f}", refresh=False)
                     self.good_evals = self.good_evals + 1 if row["test_acc"] >= cfg.stop_acc else 0
                     done = self._target_reached()
+                if self.step in snapshots and main:
+                    save_snapshot(self.out, self.step, self.acc.unwrap_model(self.model))
                 if self._signal is not None:
                     self.save_checkpoint(elapsed())
                     raise Interrupted(self._signal, self.step)
