@@ -16,6 +16,7 @@ WORKER = Path(__file__).with_name("dist_worker.py")
 RUN = [*TINY, "--run-on", "--max-steps", "30", "--eval-every", "10", "--optimizer", "sgd", "--lr", "0.3",
        "--weight-decay", "0"]
 METHODS = {"standard": [], "grokfast_ema": ["--method", "grokfast_ema"],
+           "orthograd": ["--method", "orthograd", "--loss", "stablemax", "--weight-norm", "20", "--init-scale", "1.5"],
            "neuralgrok": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2"]}
 
 

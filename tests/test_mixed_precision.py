@@ -9,7 +9,7 @@ from neuralgrok.cli import main
 
 RUN = [*TINY, "--run-on", "--max-steps", "20"]
 METHODS = {"standard": [], "gradnorm": ["--method", "gradnorm"], "grokfast_ma": ["--method", "grokfast_ma"],
-           "grokfast_ema": ["--method", "grokfast_ema"],
+           "grokfast_ema": ["--method", "grokfast_ema"], "orthograd": ["--method", "orthograd", "--loss", "stablemax"],
            "neuralgrok": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2"]}
 
 
