@@ -1,4 +1,4 @@
-"""The `neuralgrok` command: train, tasks, report, grid, rerun."""
+"""The `neuralgrok` command: train, tasks, report, log, grid, rerun."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,7 @@ from .bilevel import AmplifierFileError
 from .config import ConfigError, RunConfig, build, differing_keys, field_type, from_json, is_tuple, load_file
 from .runlock import LOCK_NAME
 from .tasks import TaskError
+from .tracking import LOG_WITH
 
 GROUPS = {"task": "task and data", "model": "model", "optim": "optimisation", "method": "baseline methods",
           "neuralgrok": "NeuralGrok amplifier", "run": "run"}
@@ -125,6 +126,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_log(args: argparse.Namespace) -> int:
+    from .tracking import replay
+    for run in args.runs:
+        print(f"{run}: {replay(run, args.to)} metrics lines sent to {args.to}")
+    return 0
+
+
 def cmd_grid(args: argparse.Namespace) -> int:
     from .grid import main as grid_main
     return grid_main(args.args)
@@ -163,6 +171,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--paper", action=argparse.BooleanOptionalAction, default=True,
                    help="add the NeuralGrok paper's Table 1 steps beside ours (default: on)")
     r.set_defaults(fn=cmd_report)
+    lg = sub.add_parser("log", help="replay finished runs (config and metrics.jsonl) into an experiment tracker")
+    lg.add_argument("runs", nargs="+", help="run folders")
+    lg.add_argument("--to", required=True, choices=[t for t in LOG_WITH if t != "none"],
+                    help="tracker (TensorBoard writes under RUN/tensorboard/)")
+    lg.set_defaults(fn=cmd_log)
     for name, summary, fn in (
             ("grid", "run a grid of runs from a TOML file, resumably (neuralgrok grid --help)", cmd_grid),
             ("rerun", "train committed runs again and compare their metrics (neuralgrok rerun --help)", cmd_rerun)):

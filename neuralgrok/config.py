@@ -19,6 +19,7 @@ from .methods import METHODS
 from .model import ARCHS
 from .optim import LOOKAHEADS, OPTIMIZERS
 from .tasks import LAYOUTS
+from .tracking import LOG_WITH
 
 PRECISIONS = ("no", "bf16", "fp16")
 
@@ -109,6 +110,8 @@ class RunConfig:
     stop_patience: int = opt(5, "... for this many consecutive evaluations", "run")
     run_on: bool = opt(False, "ignore the early stop and run all max_steps", "run")
     label: str = opt("", "name of this run's method in reports (default: the method)", "run")
+    log_with: str = opt("none", "also send the config and every metrics line to these trackers (TensorBoard under "
+                                "RUN/tensorboard/); metrics.jsonl stays the record", "run", choices=LOG_WITH)
     age_per_tensor: bool = opt(False, "also log AGE per parameter tensor (age_tensors, age_raw_tensors)", "run")
     snapshot_steps: str = opt("", "save the model's weights for analysis at these steps, under RUN/snapshots/: "
                                   "'100,200', 'every:N' or 'log' (about 8 a decade); empty: none", "run")
@@ -118,7 +121,7 @@ class RunConfig:
 
 
 # Options a resumed run may change: they do not alter the steps already taken.
-RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "keep_checkpoints", "max_bad_steps", "snapshot_steps")
+RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "keep_checkpoints", "max_bad_steps", "snapshot_steps", "log_with")
 
 
 # Values that options added later had before they existed: a config.json written without

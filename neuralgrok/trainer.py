@@ -1,6 +1,7 @@
 """The training loop: one Accelerate loop for every method, writing the run folder."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import sys
@@ -26,6 +27,7 @@ from .optim import InnerOptimizer, warmup_schedule
 from .runfolder import MetricsLog, summarize, write_atomic, write_json
 from .runlock import FolderLock, FolderLocked
 from .snapshots import save_snapshot, snapshot_schedule
+from .tracking import Trackers, tracker_names
 
 EVAL_CHUNK = 4096  # rows per evaluation pass
 BOUNDED_CHUNK = 512  # rows per pass of a bounded test evaluation, which may stop between passes
@@ -313,7 +315,7 @@ class Trainer:
         """Trains until the target or ``max_steps``; with ``resume``, continues from the newest checkpoint."""
         cfg, main = self.cfg, self.acc.is_main_process
         lock = self._lock()
-        previous = {}
+        previous, trackers = {}, None
         try:
             if main:
                 write_atomic(self.out / "config.json", to_json(cfg) + "\n")
@@ -321,16 +323,20 @@ class Trainer:
             if main and not self.quiet:
                 print(self.describe_setup(), file=sys.stderr)
             rows = self._resume(log) if resume else []
+            if main and cfg.log_with != "none":
+                trackers = Trackers(tracker_names(cfg.log_with), self.out, dataclasses.asdict(cfg))
             if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
                 previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-            return self._loop(rows, log, main)
+            return self._loop(rows, log, main, trackers)
         finally:
+            if trackers is not None:
+                trackers.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             if lock is not None:
                 lock.release()
 
-    def _loop(self, rows: list[dict], log: MetricsLog, main: bool) -> dict:
+    def _loop(self, rows: list[dict], log: MetricsLog, main: bool, trackers: Trackers | None = None) -> dict:
         cfg = self.cfg
         bar = self._progress_bar()
         start, stopped = time.perf_counter() - self.elapsed_before, "max_steps"
@@ -348,6 +354,8 @@ class Trainer:
                     rows.append(row)
                     if main:
                         log.append(row)
+                        if trackers is not None:
+                            trackers.log(row)
                     if bar is not None:
                         bar.set_postfix(train=f"{row['train_acc']:.3f}", test=f"{row['test_acc']:.3f}", refresh=False)
                     self.good_evals = self.good_evals + 1 if row["test_acc"] >= cfg.stop_acc else 0
