@@ -1,4 +1,4 @@
-"""The `neuralgrok` command: train, tasks, report, log, grid, rerun."""
+"""The `neuralgrok` command: train, tasks, report, analyze, log, grid, rerun."""
 from __future__ import annotations
 
 import argparse
@@ -133,6 +133,24 @@ def cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analysis import analyze_run
+    from .figures import plot_analysis
+    from .runfolder import write_json
+    for run in map(Path, args.runs):
+        if not (run / "config.json").is_file():
+            raise ConfigError(f"not a run folder (no config.json): {run}")
+        summary = analyze_run(run, args.share)
+        out = Path(args.out) / run.name if args.out else run / "analysis"
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "analysis.json", summary)
+        plot_analysis(summary, out / "analysis.png")
+        print(f"{run}: {len(summary['steps'])} snapshots, key frequencies {summary['key_frequencies']}, "
+              f"restricted loss {summary['restricted_loss'][-1]:.3g}, excluded loss {summary['excluded_loss'][-1]:.3g}"
+              f" at step {summary['steps'][-1]}; wrote {out}/analysis.json and analysis.png")
+    return 0
+
+
 def cmd_grid(args: argparse.Namespace) -> int:
     from .grid import main as grid_main
     return grid_main(args.args)
@@ -171,6 +189,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--paper", action=argparse.BooleanOptionalAction, default=True,
                    help="add the NeuralGrok paper's Table 1 steps beside ours (default: on)")
     r.set_defaults(fn=cmd_report)
+    an = sub.add_parser("analyze", help="Fourier analysis of a run's snapshots (--snapshot-steps): embedding "
+                                        "spectrum, key frequencies, restricted and excluded loss, weight norm")
+    an.add_argument("runs", nargs="+", help="run folders with snapshots")
+    an.add_argument("--share", type=float, default=0.9, help="key frequencies: the fewest holding this share of "
+                                                             "the last snapshot's embedding energy (default 0.9)")
+    an.add_argument("--out", help="write OUT/RUN_NAME/ instead of RUN/analysis/")
+    an.set_defaults(fn=cmd_analyze)
     lg = sub.add_parser("log", help="replay finished runs (config and metrics.jsonl) into an experiment tracker")
     lg.add_argument("runs", nargs="+", help="run folders")
     lg.add_argument("--to", required=True, choices=[t for t in LOG_WITH if t != "none"],

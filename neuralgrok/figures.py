@@ -241,3 +241,32 @@ def plot_steps_vs_weight_decay(sweeps: dict[str, dict[str, list[SweepPoint]]], p
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     _save_figure(fig, path)
     plt.close(fig)
+
+
+def plot_analysis(summary: dict, path: Path) -> None:
+    """A run's Fourier analysis: the last snapshot's embedding spectrum, the losses, and the weight norm, by step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_spec, ax_loss, ax_norm) = plt.subplots(1, 3, figsize=(15.0, 4.0))
+    energy, keys = summary["energy"][-1], set(summary["key_frequencies"])
+    freqs = list(range(1, len(energy) + 1))
+    ax_spec.bar(freqs, energy, color=["#d62728" if k in keys else "0.6" for k in freqs])
+    ax_spec.set(xlabel=f"frequency k (mod {summary['p']})", ylabel="share of energy")
+    ax_spec.set_title(f"token embedding: energy per frequency at step {summary['steps'][-1]} (red: key)", fontsize=9)
+    for key, style in (("train_loss", "-"), ("test_loss", "-"), ("restricted_loss", "--"), ("excluded_loss", ":")):
+        ax_loss.plot(summary["steps"], summary[key], style, label=key.replace("_", " "))
+    ax_loss.set(xlabel="step", ylabel="cross-entropy")
+    ax_loss.set_title("losses; restricted: key frequencies only, excluded: without them", fontsize=9)
+    ax_loss.set_yscale("log")
+    ax_norm.plot(summary["steps"], summary["weight_norm"], "k-")
+    ax_norm.set(xlabel="step", ylabel="‖θ‖₂")
+    ax_norm.set_title("weight norm", fontsize=9)
+    for ax in (ax_loss, ax_norm):
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3, which="both", lw=0.4)
+    ax_loss.legend(fontsize=8)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)

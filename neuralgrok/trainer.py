@@ -33,6 +33,16 @@ EVAL_CHUNK = 4096  # rows per evaluation pass
 BOUNDED_CHUNK = 512  # rows per pass of a bounded test evaluation, which may stop between passes
 
 
+def build_model(cfg: RunConfig, data: TaskData) -> Transformer:
+    """The run's base model for ``data``, initialised from the current RNG state, with ``--init-scale`` applied."""
+    model = Transformer(ModelConfig(data.vocab_size, data.seq_len, cfg.n_layers, cfg.d_model, cfg.n_heads,
+                                    cfg.dropout, cfg.arch))
+    if cfg.init_scale != 1.0:  # Omnigrok's initialisation scale: every weight multiplied by alpha
+        with torch.no_grad():
+            torch._foreach_mul_(list(model.parameters()), cfg.init_scale)
+    return model
+
+
 class NonFiniteError(RuntimeError):
     """Too many consecutive steps with a non-finite loss or gradient."""
 
@@ -87,11 +97,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.data: TaskData = load_task_data(cfg.task, cfg.p, cfg.operand_range, cfg.layout, cfg.train_frac,
                                              cfg.inner_outer_ratio, cfg.seed)
-        model = Transformer(ModelConfig(self.data.vocab_size, self.data.seq_len, cfg.n_layers, cfg.d_model,
-                                        cfg.n_heads, cfg.dropout, cfg.arch))
-        if cfg.init_scale != 1.0:  # Omnigrok's initialisation scale: every weight multiplied by alpha
-            with torch.no_grad():
-                torch._foreach_mul_(list(model.parameters()), cfg.init_scale)
+        model = build_model(cfg, self.data)
         self.inner_opt = InnerOptimizer(model.parameters(), cfg.optimizer, cfg.lr, (cfg.beta1, cfg.beta2), cfg.eps,
                                         cfg.weight_decay)
         self.schedule = warmup_schedule(self.inner_opt, cfg.warmup_steps)
