@@ -115,8 +115,9 @@ class NeuralGrok(GradientTransform):
         from safetensors import SafetensorError
         from safetensors.torch import load
         path = Path(path)
-        if path.is_dir():
-            path = path / AMPLIFIER_FILE
+        if path.is_dir():  # a run folder, or a folder written by save_pretrained (neuralgrok export)
+            path = path / (AMPLIFIER_FILE if (path / AMPLIFIER_FILE).exists() or not (path / "model.safetensors").exists()
+                           else "model.safetensors")
         if not path.is_file():
             raise AmplifierFileError(f"no amplifier file at {path}")
         try:

@@ -1,4 +1,4 @@
-"""The `neuralgrok` command: train, tasks, report, analyze, log, grid, rerun."""
+"""The `neuralgrok` command: train, tasks, report, analyze, export, log, grid, rerun."""
 from __future__ import annotations
 
 import argparse
@@ -151,6 +151,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .hub import export_run
+    for folder in export_run(args.run, args.out):
+        print(f"wrote {folder} (from_pretrained / push_to_hub ready)")
+    return 0
+
+
 def cmd_grid(args: argparse.Namespace) -> int:
     from .grid import main as grid_main
     return grid_main(args.args)
@@ -196,6 +203,10 @@ def parser() -> argparse.ArgumentParser:
                                                              "the last snapshot's embedding energy (default 0.9)")
     an.add_argument("--out", help="write OUT/RUN_NAME/ instead of RUN/analysis/")
     an.set_defaults(fn=cmd_analyze)
+    ex = sub.add_parser("export", help="write a run's base model (and amplifier) as save_pretrained folders")
+    ex.add_argument("run", help="run folder")
+    ex.add_argument("--out", required=True, help="folder for model/ (and amplifier/)")
+    ex.set_defaults(fn=cmd_export)
     lg = sub.add_parser("log", help="replay finished runs (config and metrics.jsonl) into an experiment tracker")
     lg.add_argument("runs", nargs="+", help="run folders")
     lg.add_argument("--to", required=True, choices=[t for t in LOG_WITH if t != "none"],
