@@ -73,18 +73,16 @@ def analyze_run(run_dir: str | Path, share: float = 0.9) -> dict:
     """Fourier spectrum, key frequencies (of the last snapshot), restricted/excluded and plain losses on the
     train and test splits, and the weight norm, at every snapshot of the run in ``run_dir``."""
     from .config import ConfigError, from_json
-    from .data import load_task_data
     from .model import answer_logits
     from .snapshots import SNAPSHOT_DIR, load_snapshot
-    from .trainer import build_model
+    from .trainer import build_model, task_data
 
     run_dir = Path(run_dir)
     cfg = from_json((run_dir / "config.json").read_text())
     paths = sorted((run_dir / SNAPSHOT_DIR).glob("step-*.safetensors"))
     if not paths:
         raise ConfigError(f"{run_dir} has no snapshots: train it with --snapshot-steps (e.g. 'log')")
-    data = load_task_data(cfg.task, cfg.p, cfg.operand_range, cfg.layout, cfg.train_frac, cfg.inner_outer_ratio,
-                          cfg.seed)
+    data = task_data(cfg)
     model = build_model(cfg, data).eval()
     p = data.task.p
     out = {"run": str(run_dir), "p": p, "steps": [], "energy": [], "weight_norm": [],

@@ -50,7 +50,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> list[Path]:
     """Writes ``out/model`` (the final checkpoint's base model) and, for NeuralGrok, ``out/amplifier``."""
     from . import checkpoint
     from .config import ConfigError, from_json
-    from .data import load_task_data
+    from .trainer import build_model, task_data
     from .runfolder import write_atomic
     run_dir, out = Path(run_dir), Path(out)
     found = checkpoint.load_latest(run_dir) if (run_dir / "config.json").is_file() else None
@@ -60,10 +60,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> list[Path]:
     config = json.loads((run_dir / "config.json").read_text())
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-    data = load_task_data(cfg.task, cfg.p, cfg.operand_range, cfg.layout, cfg.train_frac, cfg.inner_outer_ratio,
-                          cfg.seed)
-    model = PretrainedTransformer(ModelConfig(data.vocab_size, data.seq_len, cfg.n_layers, cfg.d_model, cfg.n_heads,
-                                              cfg.dropout, cfg.arch))
+    model = build_model(cfg, task_data(cfg), PretrainedTransformer)
     model.load_state_dict(found[1]["model"])
     written = [(out / "model", model, "Base model")]
     if cfg.method == "neuralgrok":

@@ -33,10 +33,16 @@ EVAL_CHUNK = 4096  # rows per evaluation pass
 BOUNDED_CHUNK = 512  # rows per pass of a bounded test evaluation, which may stop between passes
 
 
-def build_model(cfg: RunConfig, data: TaskData) -> Transformer:
-    """The run's base model for ``data``, initialised from the current RNG state, with ``--init-scale`` applied."""
-    model = Transformer(ModelConfig(data.vocab_size, data.seq_len, cfg.n_layers, cfg.d_model, cfg.n_heads,
-                                    cfg.dropout, cfg.arch))
+def task_data(cfg: RunConfig) -> TaskData:
+    """The run's task table and splits."""
+    return load_task_data(cfg.task, cfg.p, cfg.operand_range, cfg.layout, cfg.train_frac, cfg.inner_outer_ratio,
+                          cfg.seed)
+
+
+def build_model(cfg: RunConfig, data: TaskData, cls: type[Transformer] = Transformer) -> Transformer:
+    """The run's base model (a ``cls``) for ``data``, initialised from the current RNG state, ``--init-scale`` applied."""
+    model = cls(ModelConfig(data.vocab_size, data.seq_len, cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.dropout,
+                            cfg.arch))
     if cfg.init_scale != 1.0:  # Omnigrok's initialisation scale: every weight multiplied by alpha
         with torch.no_grad():
             torch._foreach_mul_(list(model.parameters()), cfg.init_scale)
@@ -95,8 +101,7 @@ class Trainer:
         if cfg.batch_size % world:
             raise ConfigError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
         torch.manual_seed(cfg.seed)
-        self.data: TaskData = load_task_data(cfg.task, cfg.p, cfg.operand_range, cfg.layout, cfg.train_frac,
-                                             cfg.inner_outer_ratio, cfg.seed)
+        self.data: TaskData = task_data(cfg)
         model = build_model(cfg, self.data)
         self.inner_opt = InnerOptimizer(model.parameters(), cfg.optimizer, cfg.lr, (cfg.beta1, cfg.beta2), cfg.eps,
                                         cfg.weight_decay)
