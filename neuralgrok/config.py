@@ -115,7 +115,7 @@ class RunConfig:
     age_per_tensor: bool = opt(False, "also log AGE per parameter tensor (age_tensors, age_raw_tensors)", "run")
     snapshot_steps: str = opt("", "save the model's weights for analysis at these steps, under RUN/snapshots/: "
                                   "'100,200', 'every:N' or 'log' (about 8 a decade); empty: none", "run")
-    checkpoint_every: int = opt(500, "write a checkpoint every N steps (also on SIGTERM/SIGINT and at the end)", "run")
+    checkpoint_every: int = opt(500, "write a checkpoint every N steps (also on SIGTERM/SIGINT/SIGUSR2 and at the end)", "run")
     keep_checkpoints: int = opt(2, "checkpoints kept in the run folder (the newest)", "run")
     max_bad_steps: int = opt(10, "stop after this many consecutive steps with a non-finite loss or gradient", "run")
 

@@ -3,7 +3,8 @@
     neuralgrok grid experiments/grids/paper.toml --out experiments/results/paper --jobs 2
     neuralgrok grid GRID --out DIR --only task=mul,add method=neuralgrok seed=0 --dry-run
 
-(``python experiments/grid.py ...`` is the same command.)
+(``python experiments/grid.py ...`` is the same command.)  ``--executor slurm`` submits the
+cells as a Slurm job array instead, requeued from their checkpoints on preemption (cluster.py).
 
 A grid file has ``[grid]`` (``tasks``, ``methods``, ``seeds``), ``[defaults]`` (run options
 for every run), ``[tasks.NAME]`` and ``[methods.NAME]`` (options for that task or method;
@@ -104,21 +105,22 @@ def continues(cell: Cell, run_dir: Path) -> bool:
         return False
 
 
-def run_cell(cell: Cell, out: Path, threads: int) -> tuple[Cell, str, float]:
+def run_cell(cell: Cell, out: Path, threads: int, on_start=None) -> tuple[Cell, str, float]:
     """Runs one cell unless its summary exists or another process holds it; returns (cell, status, seconds).
 
     The grid holds the cell's lock (``logs/NAME.lock``) while the cell runs, so two grids
     over one folder never run a cell twice at once; a run folder that some other process
-    is writing (a ``neuralgrok train`` by hand) is left alone too.
+    is writing (a ``neuralgrok train`` by hand) is left alone too.  ``on_start`` is called
+    with the training process once it is started (a cluster job stops it on preemption).
     """
     try:
         with FolderLock(out / "logs", f"{cell.name}.lock"):
-            return _run_cell(cell, out, threads)
+            return _run_cell(cell, out, threads, on_start)
     except FolderLocked as e:
         return cell, f"held by another process ({e.holder}), skipped", 0.0
 
 
-def _run_cell(cell: Cell, out: Path, threads: int) -> tuple[Cell, str, float]:
+def _run_cell(cell: Cell, out: Path, threads: int, on_start) -> tuple[Cell, str, float]:
     run_dir = out / "runs" / cell.name
     if (run_dir / "summary.json").exists():
         return cell, "done before", 0.0
@@ -134,7 +136,10 @@ def _run_cell(cell: Cell, out: Path, threads: int) -> tuple[Cell, str, float]:
     env = {**os.environ, **thread_env(threads)}
     start = time.perf_counter()
     with open(out / "logs" / f"{cell.name}.log", "a" if resumed else "w") as log:
-        proc = subprocess.run(cell.command(out), stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cell.command(out), stdout=log, stderr=subprocess.STDOUT, env=env)
+        if on_start is not None:
+            on_start(proc)
+        proc.wait()
     status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode}, see logs/{cell.name}.log)"
     status += " (continued from its checkpoint)" if resumed else ""
     return cell, status, time.perf_counter() - start
@@ -163,19 +168,21 @@ def usable_cores() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import cluster  # it builds on this module: cells, run_cell
     ap = argparse.ArgumentParser(prog="neuralgrok grid", description=__doc__.splitlines()[0])
     ap.add_argument("grid", type=Path, help="grid file (TOML)")
     ap.add_argument("--out", type=Path, required=True, help="results folder (runs/, configs/, logs/ inside)")
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time (each gets usable cores/jobs threads)")
     ap.add_argument("--only", nargs="*", default=[], help="restrict: task=NAME[,NAME] method=NAME[,NAME] seed=N[,N]")
     ap.add_argument("--dry-run", action="store_true", help="list the commands, run nothing")
+    cluster.add_arguments(ap)
     args = ap.parse_args(argv)
     if args.jobs < 1:
         raise SystemExit(f"grid: --jobs must be >= 1, got {args.jobs}")
     cells = expand(tomllib.loads(args.grid.read_text()), parse_only(args.only))
     for sub in ("runs", "configs", "logs"):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
-    threads = max(1, usable_cores() // args.jobs)
+    threads = max(1, usable_cores() // args.jobs) if args.executor == "local" else args.cpus
     env_words = [f"{k}={v}" for k, v in thread_env(threads).items()]
     commands = [shlex.join(env_words + c.command(args.out, "python")) for c in cells]
     if args.dry_run:
@@ -184,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out / "commands.txt", "a") as f:
         f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: python {shlex.join(sys.argv)}\n")
         f.write("\n".join(commands) + "\n")
+    if args.executor != "local":
+        return 1 if cluster.submit(cells, args.out, args) else 0
     failed = 0
     with ThreadPoolExecutor(args.jobs) as pool:
         for future in as_completed([pool.submit(run_cell, c, args.out, threads) for c in cells]):

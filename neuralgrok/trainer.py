@@ -53,8 +53,13 @@ class NonFiniteError(RuntimeError):
     """Too many consecutive steps with a non-finite loss or gradient."""
 
 
+# Signals that stop a run at a checkpoint: a kill, Ctrl-C, and SIGUSR2, the warning a cluster
+# scheduler sends before a time limit or preemption (Slurm's --signal, submitit's default).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGUSR2") if hasattr(signal, name))
+
+
 class Interrupted(Exception):
-    """SIGTERM or SIGINT arrived; the state was checkpointed."""
+    """A stop signal (SIGTERM, SIGINT, SIGUSR2) arrived; the state was checkpointed."""
 
     def __init__(self, signum: int, step: int):
         super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint written")
@@ -337,7 +342,7 @@ class Trainer:
             if main and cfg.log_with != "none":
                 trackers = Trackers(tracker_names(cfg.log_with), self.out, dataclasses.asdict(cfg))
             if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-                previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+                previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
             return self._loop(rows, log, main, trackers)
         finally:
             if trackers is not None:

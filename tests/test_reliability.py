@@ -74,13 +74,14 @@ def test_sigkill_then_same_command_resumes_exactly(method, reference, tmp_path):
     assert_same_run(out, reference / method)
 
 
-def test_sigterm_checkpoints_and_resume_flag_continues(reference, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR2])  # a kill; a scheduler's time-limit warning
+def test_stop_signal_checkpoints_and_resume_flag_continues(signum, reference, tmp_path):
     out = tmp_path / "run"
     proc = start(out, [])
     wait_for_checkpoints(proc, out)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM and "--resume" in err, err
+    assert proc.returncode == 128 + signum and "--resume" in err, err
     step = int(err.split("at step ")[1].split(";")[0])
     assert step in checkpoint.steps(out)  # written at the moment of the signal
     assert main(["train", "--resume", str(out), "--quiet"]) == 0

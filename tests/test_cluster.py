@@ -1,0 +1,78 @@
+"""Grid cells as submitit jobs (the slurm executor's path, through submitit's local executor): results and requeue."""
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from neuralgrok import grid
+
+pytest.importorskip("submitit")
+
+from test_grid import GRID  # noqa: E402  (the tiny grid: (a+b) mod 23, 40 steps)
+
+THREADS = max(1, grid.usable_cores() // 2)
+
+
+def _grid(tmp_path, text, *args):
+    (tmp_path / "g.toml").write_text(text)
+    return grid.main([str(tmp_path / "g.toml"), *args])
+
+
+def _rows(run, drop=("elapsed_s",)):
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+
+
+def test_submitit_jobs_give_the_local_grids_runs(tmp_path, capsys):
+    two_seeds = GRID.replace("seeds = [0]", "seeds = [0, 1]")
+    assert _grid(tmp_path, two_seeds, "--out", str(tmp_path / "local"), "--jobs", "2") == 0
+    assert _grid(tmp_path, two_seeds, "--out", str(tmp_path / "jobs"), "--jobs", "2", "--cpus", str(THREADS),
+                 "--executor", "submitit-local") == 0
+    out = capsys.readouterr().out
+    for name in ("add-standard-s0", "add-standard-s1"):
+        assert f"{name}" in out and "ok" in out
+        assert _rows(tmp_path / "jobs" / "runs" / name) == _rows(tmp_path / "local" / "runs" / name)
+    assert list((tmp_path / "jobs" / "logs" / "submitit").glob("*_log.out"))  # submitit's own logs
+    # a second submission submits nothing: every cell has its summary
+    assert _grid(tmp_path, two_seeds, "--out", str(tmp_path / "jobs"), "--executor", "submitit-local") == 0
+    assert capsys.readouterr().out.count("done before") == 2
+
+
+def test_a_failing_cell_fails_its_job_and_the_grid(tmp_path, capsys):
+    bad = GRID.replace('task = "a+b"', 'task = "a+b"\nckpt_dir_that_does_not_exist = 1')
+    assert _grid(tmp_path, bad, "--out", str(tmp_path / "jobs"), "--executor", "submitit-local") == 1
+    out = capsys.readouterr().out
+    assert "add-standard-s0" in out and "failed in job" in out and "exit 2" in out
+
+
+def _parent(pid: int) -> int:
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="finds the job's process through /proc")
+def test_preempted_job_checkpoints_is_requeued_and_continues_exactly(tmp_path, capsys):
+    long = GRID.replace("max_steps = 40", "max_steps = 600").replace("checkpoint_every = 10", "checkpoint_every = 100000")
+    assert _grid(tmp_path, long, "--out", str(tmp_path / "local"), "--jobs", "2") == 0
+    capsys.readouterr()
+    run = tmp_path / "jobs" / "runs" / "add-standard-s0"
+    codes = []
+    grid_thread = threading.Thread(target=lambda: codes.append(_grid(
+        tmp_path, long, "--out", str(tmp_path / "jobs"), "--jobs", "2", "--cpus", str(THREADS),
+        "--executor", "submitit-local")))
+    grid_thread.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run / "metrics.jsonl").exists() and len(_rows(run)) >= 5):
+        time.sleep(0.05)
+    trainer = json.loads((run / ".lock").read_text())["pid"]
+    os.kill(_parent(trainer), signal.SIGUSR2)  # what Slurm (through submitit) sends before a time limit
+    grid_thread.join(timeout=300)
+    assert codes == [0]
+    job_log = "".join(p.read_text() for p in (tmp_path / "jobs" / "logs" / "submitit").glob("*_log.*"))
+    assert "this job is preempted" in job_log and "Requeued job" in job_log
+    assert "add-standard-s0: ok (continued from its checkpoint)" in job_log
+    assert "stopped by SIGTERM" in (tmp_path / "jobs" / "logs" / "add-standard-s0.log").read_text()
+    # every step logged once, and the same numbers as the run that was never interrupted
+    assert _rows(run) == _rows(tmp_path / "local" / "runs" / "add-standard-s0")
