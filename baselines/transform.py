@@ -22,6 +22,9 @@ class Context:
     - ``lookahead(grads, rule)``: the parameters after one optimizer step with ``grads``
       (differentiable in them), by the optimizer's own rule or ``'sgd'``;
     - ``outer_loss(params)``: this process's share of the loss on held-out data at ``params``;
+    - ``unroll(first, later, k, rule)``: the parameters after k optimizer steps, the first with
+      ``first`` and each later one with ``later(params)`` (differentiable);
+    - ``inner_loss(params)``: the training loss at ``params`` on a fresh batch of its own;
     - ``reduce(t)``: ``t`` summed over processes (identity on one process);
     - ``log``: whether monitoring statistics are wanted at this step.
     """
@@ -30,6 +33,8 @@ class Context:
     params: Grads | None = None
     lookahead: Callable[[Grads, str], Grads] | None = None
     outer_loss: Callable[[Grads], torch.Tensor] | None = None
+    unroll: Callable[[Grads, Callable[[Grads], Grads], int, str], Grads] | None = None
+    inner_loss: Callable[[Grads], torch.Tensor] | None = None
     reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
     log: bool = False
 

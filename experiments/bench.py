@@ -132,10 +132,15 @@ def peak_memory_mb(variant: str, every: int) -> tuple[float, float]:
     The kernel's high-water mark is reset once the trainer is built (``clear_refs``), so
     the peak is that of the training steps, not of start-up.
     """
-    args = variant_args(variant, every)
-    code = (f"from experiments.bench import make_trainer, _status_mb; t = make_trainer(*{args[0]!r}, **{args[1]!r}); "
+    (method,), extra = variant_args(variant, every)
+    return peak_memory_of(method, extra, 2 * every)
+
+
+def peak_memory_of(method: str, extra: dict, steps: int) -> tuple[float, float]:
+    """(peak resident MB, its rise over the pre-step resident size) of ``steps`` steps of one setting, in a fresh process."""
+    code = (f"from experiments.bench import make_trainer, _status_mb; t = make_trainer({method!r}, **{extra!r}); "
             f"before = _status_mb('VmRSS'); open('/proc/self/clear_refs', 'w').write('5'); "
-            f"[t.train_step(log=False) for _ in range({2 * every})]; print(_status_mb('VmHWM'), before)")
+            f"[t.train_step(log=False) for _ in range({steps})]; print(_status_mb('VmHWM'), before)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     peak, before = map(float, out.stdout.split())

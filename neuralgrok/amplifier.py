@@ -109,11 +109,11 @@ def _segment_ids(sizes: tuple[int, ...], device) -> torch.Tensor:
 
 
 def amplify(mlp: AmplifierMLP, grads: list[torch.Tensor], c: float = 1.0, mode: str = "piecewise",
-            return_stats: bool = False):
+            return_stats: bool = False, through_input: bool = False):
     """``c·(p⊙g)/‖p⊙g‖₂`` per tensor with ``p = softmax(mlp(g))``; all tensors in one batched pass.
 
-    Differentiable with respect to the MLP's weights (``grads`` are treated as
-    constants).  With ``return_stats`` also returns ``{"pn_std", "pn_max", "norm_ratio"}``:
+    Differentiable with respect to the MLP's weights; ``grads`` are treated as constants
+    unless ``through_input`` (an unrolled meta step differentiates through them).  With ``return_stats`` also returns ``{"pn_std", "pn_max", "norm_ratio"}``:
     the spread and maximum over all entries of ``p·n`` (n = the tensor's size; 1
     everywhere means no reweighting, and its mean is 1 by construction) and
     ``‖g'‖/‖g‖`` over the whole model.
@@ -121,12 +121,13 @@ def amplify(mlp: AmplifierMLP, grads: list[torch.Tensor], c: float = 1.0, mode: 
     if mode not in MODES:
         raise ValueError(f"amplifier mode must be one of {MODES}, got {mode!r}")
     sizes = tuple(g.numel() for g in grads)
-    g = torch.cat([t.detach().reshape(-1) for t in grads])
+    g = torch.cat([(t if through_input else t.detach()).reshape(-1) for t in grads])
     seg = _segment_ids(sizes, g.device)
     n = len(sizes)
     out = mlp.piecewise(g) if mode == "piecewise" else mlp(g)
 
-    logw = out + torch.log(g.abs())  # log|p_i g_i| up to a per-tensor constant; -inf where g_i = 0
+    nonzero = g != 0  # log|p_i g_i| up to a per-tensor constant; -inf (and no NaN derivative) where g_i = 0
+    logw = torch.where(nonzero, out + torch.log(torch.where(nonzero, g.abs(), torch.ones_like(g))), -torch.inf)
     shift = torch.full((n,), float("-inf"), dtype=g.dtype, device=g.device).scatter_reduce(0, seg, logw.detach(), "amax")
     shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
     u = torch.sign(g) * torch.exp(logw - _take(shift, seg))

@@ -5,7 +5,10 @@ takes a meta step: with the inner gradient g held constant it forms the look-ahe
 ``θ' = θ − η·U(G_φ(g))`` (U: the inner optimizer's rule, or plain SGD), takes the loss
 of θ' on the outer slice, and computes ∂L(θ')/∂φ; the amplifier's optimizer steps on
 it when the update is committed.  Only first-order derivatives through the base model
-are needed.  The inner step reuses the transformed gradient of the meta step instead
+are needed.  With a horizon K > 1 the look-ahead is K steps long: steps 2..K use
+G_φ of the training gradient at the parameters reached (fresh batches of their own), and
+∂L(θ_K)/∂φ is taken through all K steps, second derivatives included unless
+``first_order``.  The inner step reuses the transformed gradient of the meta step instead
 of evaluating the amplifier again.
 """
 from __future__ import annotations
@@ -14,6 +17,7 @@ import math
 from pathlib import Path
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from baselines import Context, GradientTransform, Update
 
@@ -33,9 +37,11 @@ class NeuralGrok(GradientTransform):
     uses_outer_slice = True  # the trainer holds the outer slice back from the inner steps
 
     def __init__(self, hidden=(128, 128), c: float = 1.0, mode: str = "piecewise", meta_lr: float = 1e-4,
-                 betas=(0.9, 0.98), frozen: bool = False, meta_every: int = 4, lookahead: str = "sgd"):
+                 betas=(0.9, 0.98), frozen: bool = False, meta_every: int = 4, lookahead: str = "sgd",
+                 horizon: int = 1, first_order: bool = False):
         self.hidden, self.c, self.mode, self.frozen = tuple(hidden), float(c), mode, frozen
         self.meta_every, self.lookahead = meta_every, lookahead
+        self.horizon, self.first_order = horizon, first_order
         self.mlp = AmplifierMLP(self.hidden)
         self.opt = torch.optim.Adam(self.mlp.parameters(), lr=meta_lr, betas=tuple(betas))
         self.last_outer_loss: float | None = None
@@ -44,7 +50,7 @@ class NeuralGrok(GradientTransform):
     @classmethod
     def from_config(cls, cfg) -> "NeuralGrok":
         ng = cls(cfg.amp_hidden, cfg.amp_c, cfg.amp_eval, cfg.meta_lr, (cfg.meta_beta1, cfg.meta_beta2),
-                 cfg.freeze_amplifier, cfg.meta_every, cfg.lookahead)
+                 cfg.freeze_amplifier, cfg.meta_every, cfg.lookahead, cfg.meta_horizon, cfg.meta_first_order)
         if cfg.amplifier:
             ng.load_amplifier(cfg.amplifier)
         return ng
@@ -66,7 +72,11 @@ class NeuralGrok(GradientTransform):
         """The meta step: ∂L_outer(θ')/∂φ summed over processes, with θ' the look-ahead through G_φ(g)."""
         raw = [g.detach() for g in grads]
         new, stats = self._amplify(raw, ctx.log)
-        loss = ctx.outer_loss(ctx.lookahead(new, self.lookahead))
+        if self.horizon == 1:
+            ahead = ctx.lookahead(new, self.lookahead)
+        else:
+            ahead = ctx.unroll(new, lambda params: self._unrolled_update(ctx, params), self.horizon, self.lookahead)
+        loss = ctx.outer_loss(ahead)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         params = list(self.mlp.parameters())
@@ -80,6 +90,19 @@ class NeuralGrok(GradientTransform):
             self.meta_steps += 1
             self.last_outer_loss = loss
         return Update([g.detach() for g in new], self._stats(stats, loss) if ctx.log else {}, commit, ok)
+
+    def _unrolled_update(self, ctx: Context, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """G_φ of the training gradient at ``params``: the update of an unrolled step after the first.
+
+        Second order by default: the gradient keeps its graph, so ∂L/∂φ also flows through
+        how φ moved the parameters this gradient is taken at (Hessian-vector products).
+        """
+        if self.first_order:
+            grads = torch.autograd.grad(ctx.inner_loss(params), params)
+        else:
+            with sdpa_kernel(SDPBackend.MATH):  # the fused attention kernels have no second derivative
+                grads = torch.autograd.grad(ctx.inner_loss(params), params, create_graph=True)
+        return amplify(self.mlp, list(grads), self.c, self.mode, through_input=not self.first_order)
 
     def _amplify(self, grads: list[torch.Tensor], with_stats: bool) -> tuple[list[torch.Tensor], dict | None]:
         """G_φ(grads), with the amplifier's monitoring statistics only when asked (they cost a pass)."""

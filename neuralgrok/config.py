@@ -94,6 +94,10 @@ class RunConfig:
     meta_beta2: float = opt(0.98, "amplifier Adam beta2", "neuralgrok")
     lookahead: str = opt("sgd", "look-ahead rule: sgd (theta - lr*g', the paper's) or inner (the inner optimizer's)",
                          "neuralgrok", choices=LOOKAHEADS)
+    meta_horizon: int = opt(1, "meta-gradient through K inner steps (truncated unrolling through the inner "
+                               "optimizer's rule, moments included; 1: the paper's one-step look-ahead)", "neuralgrok")
+    meta_first_order: bool = opt(False, "with --meta-horizon > 1: hold the inner gradients of steps 2..K constant "
+                                        "(no second derivatives through the base model)", "neuralgrok")
     outer_batch: int = opt(0, "outer-slice examples per meta step (0: the whole slice)", "neuralgrok")
     amplifier: str = opt("", "load a learnt amplifier (amplifier.safetensors or its run folder)", "neuralgrok")
     freeze_amplifier: bool = opt(False, "hold the loaded amplifier fixed (no meta steps)", "neuralgrok")
@@ -264,6 +268,7 @@ def validate(cfg: RunConfig) -> None:
            f"--amp-hidden must be one or more sizes >= 1, got {','.join(map(str, cfg.amp_hidden)) or 'nothing'}")
     _check(cfg.amp_c > 0, f"--amp-c must be > 0, got {cfg.amp_c}")
     _check(cfg.meta_lr > 0, f"--meta-lr must be > 0, got {cfg.meta_lr}")
+    _check(cfg.meta_horizon >= 1, f"--meta-horizon must be >= 1, got {cfg.meta_horizon}")
     _check(cfg.outer_batch >= 0, f"--outer-batch must be >= 0 (0: whole slice), got {cfg.outer_batch}")
     _check(not cfg.freeze_amplifier or cfg.amplifier, "--freeze-amplifier needs --amplifier PATH")
     _check(not cfg.amplifier or cfg.method == "neuralgrok", "--amplifier is only used with --method neuralgrok")

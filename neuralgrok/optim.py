@@ -136,6 +136,33 @@ class InnerOptimizer(torch.optim.Optimizer):
         return out
 
 
+    def unroll(self, first: list[torch.Tensor], later, steps: int, rule: str = "inner") -> list[torch.Tensor]:
+        """Parameters after ``steps`` steps from the current state, without changing anything.
+
+        The first step uses ``first``; step k > 1 uses ``later(params)``, the gradients at the
+        parameters reached so far. Each step applies this optimizer's rule (``'inner'``,
+        carrying its moments and step count forward) or ``θ − lr·g`` (``'sgd'``), at the current
+        learning rate. Differentiable in every gradient given (and, through ``later``, in the
+        parameters it is evaluated at); ``steps = 1`` is :meth:`lookahead`. One parameter group.
+        """
+        if len(self.param_groups) != 1:
+            raise ValueError("unroll supports one parameter group")
+        if rule not in LOOKAHEADS:
+            raise ValueError(f"unknown look-ahead rule {rule!r}; choose one of {', '.join(LOOKAHEADS)}")
+        group = self.param_groups[0]
+        params, h, state = group["params"], self._hyper(group), self._state(group)
+        theta, m, v = flatten(p.detach() for p in params), state.get("exp_avg"), state.get("exp_avg_sq")
+        g = flatten(first)
+        for k in range(steps):
+            if k:
+                g = flatten(later(unflatten(theta, params)))
+            if rule == "sgd":
+                theta = theta - h.lr * g
+            else:
+                theta, m, v = update_rule(h, theta, g, m, v, state["step"] + k + 1)
+        return unflatten(theta, params)
+
+
 def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up: step s (from 0) uses lr·min(1, (s+1)/warmup_steps)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)))

@@ -120,6 +120,11 @@ class Trainer:
         self.stream = BatchStream(train_rows, cfg.batch_size, cfg.seed, rank, world)
         outer = self.data.splits.outer
         self.outer_stream = BatchStream(outer, cfg.outer_batch or len(outer), cfg.seed + 1, rank, world)
+        # an unrolled meta step's own training batches: the inner steps' data order is unchanged by it
+        self.meta_stream = BatchStream(train_rows, cfg.batch_size, cfg.seed + 2, rank, world)
+        if cfg.meta_horizon > 1 and world > 1:
+            raise ConfigError(f"--meta-horizon {cfg.meta_horizon} runs on one process (the unrolled steps' "
+                              f"gradients are not reduced across processes); use --meta-horizon 1 with {world}")
         self.step = 0
         self.good_evals = 0  # consecutive evaluations at or above stop_acc
         self.bad_steps = 0  # consecutive steps skipped for a non-finite loss or gradient
@@ -134,6 +139,7 @@ class Trainer:
         return {"model": self.acc.unwrap_model(self.model).state_dict(), "inner_opt": self.inner_opt.state_dict(),
                 "schedule": self.schedule.state_dict(), "transform": self.transform.state_dict(),
                 "stream": self.stream.state_dict(), "outer_stream": self.outer_stream.state_dict(),
+                "meta_stream": self.meta_stream.state_dict(),
                 "rng": torch.get_rng_state(),
                 "counters": {"step": self.step, "good_evals": self.good_evals, "bad_steps": self.bad_steps,
                              "skipped_steps": self.skipped_steps, "eval_seconds": self.eval_seconds}}
@@ -145,6 +151,7 @@ class Trainer:
         self.transform.load_state_dict(state["transform"])
         self.stream.load_state_dict(state["stream"])
         self.outer_stream.load_state_dict(state["outer_stream"])
+        self.meta_stream.load_state_dict(state.get("meta_stream", {"consumed": 0}))  # absent from older checkpoints
         torch.set_rng_state(state["rng"])
         c = state["counters"]
         self.step, self.good_evals, self.bad_steps, self.skipped_steps = (c["step"], c["good_evals"], c["bad_steps"],
@@ -222,9 +229,10 @@ class Trainer:
 
     def _context(self, log: bool) -> Context:
         """What a gradient method may use at this step (the outer loss only for methods that hold the slice back)."""
+        held_out = self.transform.uses_outer_slice
         return Context(step=self.step, params=self.params, lookahead=self.inner_opt.lookahead,
-                       outer_loss=self._outer_loss if self.transform.uses_outer_slice else None,
-                       reduce=self._sum_over_processes, log=log)
+                       outer_loss=self._outer_loss if held_out else None, unroll=self.inner_opt.unroll,
+                       inner_loss=self._inner_loss if held_out else None, reduce=self._sum_over_processes, log=log)
 
     def _outer_loss(self, params: list[torch.Tensor]) -> torch.Tensor:
         """This process's part of the mean loss on (a batch of) the outer slice, with ``params`` substituted.
@@ -232,12 +240,19 @@ class Trainer:
         Each process holds a share of the outer batch and returns its summed loss over
         the whole batch's size, so the sum over processes is the mean over the batch.
         """
+        return self._loss_at(params, self.outer_stream)
+
+    def _inner_loss(self, params: list[torch.Tensor]) -> torch.Tensor:
+        """The mean training loss at ``params`` on the next batch of the meta step's own stream (one process)."""
+        return self._loss_at(params, self.meta_stream)
+
+    def _loss_at(self, params: list[torch.Tensor], stream: BatchStream) -> torch.Tensor:
         model = self.acc.unwrap_model(self.model)
         names = [n for n, _ in model.named_parameters()]
-        x, y = self._batch(self.outer_stream.next())
+        x, y = self._batch(stream.next())
         with self.acc.autocast():
             logits = functional_call(model, dict(zip(names, params)), (x,))[:, -1]
-        return cross_entropy(logits, y, self.cfg.loss, reduction="sum") / self.outer_stream.batch_size
+        return cross_entropy(logits, y, self.cfg.loss, reduction="sum") / stream.batch_size
 
     def _sum_over_processes(self, t: torch.Tensor) -> torch.Tensor:
         return self.acc.reduce(t, "sum") if self.acc.num_processes > 1 else t
