@@ -42,18 +42,23 @@ class NeuralGrok(GradientTransform):
         self.hidden, self.c, self.mode, self.frozen = tuple(hidden), float(c), mode, frozen
         self.meta_every, self.lookahead = meta_every, lookahead
         self.horizon, self.first_order = horizon, first_order
-        self.mlp = AmplifierMLP(self.hidden)
+        self.mlp = self.make_amplifier()
         self.opt = torch.optim.Adam(self.mlp.parameters(), lr=meta_lr, betas=tuple(betas))
         self.last_outer_loss: float | None = None
         self.meta_steps = 0
 
     @classmethod
-    def from_config(cls, cfg) -> "NeuralGrok":
-        ng = cls(cfg.amp_hidden, cfg.amp_c, cfg.amp_eval, cfg.meta_lr, (cfg.meta_beta1, cfg.meta_beta2),
-                 cfg.freeze_amplifier, cfg.meta_every, cfg.lookahead, cfg.meta_horizon, cfg.meta_first_order)
+    def from_config(cls, cfg, **extra) -> "NeuralGrok":
+        ng = cls(hidden=cfg.amp_hidden, c=cfg.amp_c, mode=cfg.amp_eval, meta_lr=cfg.meta_lr,
+                 betas=(cfg.meta_beta1, cfg.meta_beta2), frozen=cfg.freeze_amplifier, meta_every=cfg.meta_every,
+                 lookahead=cfg.lookahead, horizon=cfg.meta_horizon, first_order=cfg.meta_first_order, **extra)
         if cfg.amplifier:
             ng.load_amplifier(cfg.amplifier)
         return ng
+
+    def make_amplifier(self) -> torch.nn.Module:
+        """The learnt network (a subclass with other inputs builds its own)."""
+        return AmplifierMLP(self.hidden)
 
     # -- the transform ------------------------------------------------------------
     def update(self, grads: list[torch.Tensor], ctx: Context) -> Update:
@@ -64,14 +69,14 @@ class NeuralGrok(GradientTransform):
         """
         if self.frozen or ctx.outer_loss is None or ctx.step % self.meta_every:
             with torch.no_grad():
-                new, stats = self._amplify(grads, ctx.log)
+                new, stats = self._apply(grads, ctx.params, ctx.log)
             return Update(new, self._stats(stats, self.last_outer_loss) if ctx.log else {})
         return self._meta_update(grads, ctx)
 
     def _meta_update(self, grads: list[torch.Tensor], ctx: Context) -> Update:
         """The meta step: ∂L_outer(θ')/∂φ summed over processes, with θ' the look-ahead through G_φ(g)."""
         raw = [g.detach() for g in grads]
-        new, stats = self._amplify(raw, ctx.log)
+        new, stats = self._apply(raw, ctx.params, ctx.log)
         if self.horizon == 1:
             ahead = ctx.lookahead(new, self.lookahead)
         else:
@@ -102,13 +107,14 @@ class NeuralGrok(GradientTransform):
         else:
             with sdpa_kernel(SDPBackend.MATH):  # the fused attention kernels have no second derivative
                 grads = torch.autograd.grad(ctx.inner_loss(params), params, create_graph=True)
-        return amplify(self.mlp, list(grads), self.c, self.mode, through_input=not self.first_order)
+        return self._apply(list(grads), params, False, through_input=not self.first_order)[0]
 
-    def _amplify(self, grads: list[torch.Tensor], with_stats: bool) -> tuple[list[torch.Tensor], dict | None]:
-        """G_φ(grads), with the amplifier's monitoring statistics only when asked (they cost a pass)."""
+    def _apply(self, grads: list[torch.Tensor], params: list[torch.Tensor] | None, with_stats: bool,
+               through_input: bool = False) -> tuple[list[torch.Tensor], dict | None]:
+        """G_φ(grads) at ``params``, with the amplifier's monitoring statistics only when asked (they cost a pass)."""
         if with_stats:
-            return amplify(self.mlp, grads, self.c, self.mode, return_stats=True)
-        return amplify(self.mlp, grads, self.c, self.mode), None
+            return amplify(self.mlp, grads, self.c, self.mode, return_stats=True, through_input=through_input)
+        return amplify(self.mlp, grads, self.c, self.mode, through_input=through_input), None
 
     def _stats(self, stats: dict, outer_loss: float | None) -> dict:
         return {"outer_loss": outer_loss, "amp_pn_std": stats["pn_std"], "amp_pn_max": stats["pn_max"],
@@ -131,7 +137,11 @@ class NeuralGrok(GradientTransform):
         folder = Path(folder)
         tensors = {k: v.detach().contiguous() for k, v in self.mlp.state_dict().items()}
         write_atomic(folder / AMPLIFIER_FILE, save(tensors, metadata={"hidden": ",".join(map(str, self.hidden))}))
-        write_json(folder / AMPLIFIER_META, {"hidden": list(self.hidden), "c": self.c, "meta_steps": self.meta_steps})
+        write_json(folder / AMPLIFIER_META, self.meta_info())
+
+    def meta_info(self) -> dict:
+        """What ``amplifier.json`` records beside the weights."""
+        return {"hidden": list(self.hidden), "c": self.c, "meta_steps": self.meta_steps}
 
     def load_amplifier(self, path: str | Path) -> None:
         """Loads learnt amplifier weights from a file or a run folder; checks they fit this amplifier."""

@@ -85,8 +85,14 @@ class RunConfig:
                               choices=SCOPES)
     # NeuralGrok
     amp_hidden: tuple[int, ...] = opt((128, 128), "amplifier MLP hidden sizes, comma-separated", "neuralgrok")
+    amp_features: str = opt("g", "what the amplifier reads per entry, comma-separated: g (the paper's scalar "
+                                 "amplifier when alone), slow (an average of past gradients, which it may add), theta "
+                                 "(the weight, which it may add: a learnt decay), step, tensor (a learnt per-tensor "
+                                 "embedding)", "neuralgrok")
+    amp_slow_alpha: float = opt(0.98, "with --amp-features slow: the average's momentum (as Grokfast-EMA's alpha)",
+                                "neuralgrok")
     amp_c: float = opt(1.0, "amplifier rescaling coefficient c", "neuralgrok")
-    amp_eval: str = opt("piecewise", "amplifier evaluation: piecewise (exact, fast) or dense (reference)",
+    amp_eval: str = opt("piecewise", "scalar amplifier's evaluation: piecewise (exact, fast) or dense (reference)",
                         "neuralgrok", choices=MODES)
     meta_every: int = opt(4, "meta step every T inner steps", "neuralgrok")
     meta_lr: float = opt(1e-4, "amplifier optimizer (Adam) learning rate", "neuralgrok")
@@ -266,6 +272,12 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.gradnorm_c > 0, f"--gradnorm-c must be > 0, got {cfg.gradnorm_c}")
     _check(len(cfg.amp_hidden) >= 1 and all(h >= 1 for h in cfg.amp_hidden),
            f"--amp-hidden must be one or more sizes >= 1, got {','.join(map(str, cfg.amp_hidden)) or 'nothing'}")
+    from .feature_amplifier import parse_features
+    try:
+        parse_features(cfg.amp_features)
+    except ValueError as e:
+        raise ConfigError(f"--amp-features: {e}") from None
+    _check(0.0 <= cfg.amp_slow_alpha < 1.0, f"--amp-slow-alpha must be in [0, 1), got {cfg.amp_slow_alpha}")
     _check(cfg.amp_c > 0, f"--amp-c must be > 0, got {cfg.amp_c}")
     _check(cfg.meta_lr > 0, f"--meta-lr must be > 0, got {cfg.meta_lr}")
     _check(cfg.meta_horizon >= 1, f"--meta-horizon must be >= 1, got {cfg.meta_horizon}")

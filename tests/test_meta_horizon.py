@@ -1,12 +1,15 @@
-"""The K-step meta-gradient: the unrolled steps against torch.optim, the meta-gradient against finite differences."""
+"""The K-step meta-gradient: the unrolled steps against torch.optim, the meta-gradient against finite differences.
+
+Both amplifiers are checked: the paper's scalar one and the one with richer inputs (feature_amplifier.py).
+"""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
 from baselines import Context
-from neuralgrok.amplifier import amplify
 from neuralgrok.bilevel import NeuralGrok
+from neuralgrok.feature_amplifier import FEATURES, FeatureNeuralGrok
 from neuralgrok.model import ModelConfig, Transformer, answer_logits
 from neuralgrok.optim import InnerOptimizer
 
@@ -47,7 +50,23 @@ def test_unroll_takes_the_optimizers_own_steps_and_changes_nothing(kind, referen
     assert all(torch.equal(a, b) for a, b in zip(one, opt.lookahead(first, "inner")))
 
 
-def _setup(seed=0, horizon=3, first_order=False):
+def _amplifier(kind, **kwargs):
+    """The scalar amplifier (dense evaluation), or the feature amplifier with every input and a non-zero last layer."""
+    if kind == "scalar":
+        ng = NeuralGrok(hidden=(6, 6), mode="dense", **kwargs)
+    else:
+        ng = FeatureNeuralGrok(features=FEATURES, hidden=(6, 6), **kwargs)
+        torch.nn.init.normal_(ng.mlp.layers[-1].weight, std=0.3)  # zero at the start of a run; any value here
+    ng.mlp.double()
+    return ng
+
+
+def G(ng, grads, params):
+    """The amplifier's output for ``grads`` at ``params``, as the meta step applies it."""
+    return ng._apply(list(grads), params, False)[0]
+
+
+def _setup(seed=0, horizon=3, first_order=False, kind="scalar"):
     """A tiny float64 model after one real step, its gradient, three fixed inner batches, an outer batch."""
     torch.manual_seed(seed)
     model = Transformer(ModelConfig(vocab_size=9, seq_len=3, n_layers=1, d_model=16, n_heads=2)).double()
@@ -64,9 +83,9 @@ def _setup(seed=0, horizon=3, first_order=False):
     opt.zero_grad()
     F.cross_entropy(answer_logits(model, batches[0][0]), batches[0][1]).backward()
     grads = [p.grad.detach().clone() for p in model.parameters()]
-    ng = NeuralGrok(hidden=(6, 6), mode="dense", meta_every=1, lookahead="inner", horizon=horizon,
-                    first_order=first_order)
-    ng.mlp.double()
+    ng = _amplifier(kind, meta_every=1, lookahead="inner", horizon=horizon, first_order=first_order)
+    if kind != "scalar":  # a slow average from an earlier step, not equal to this gradient
+        ng.slow = [torch.randn_like(g) for g in grads]
     calls = []
 
     def inner_loss(params):  # steps 2..K take batches 1..K-1, in order, on every evaluation
@@ -80,7 +99,13 @@ def _setup(seed=0, horizon=3, first_order=False):
 
 
 def _directional_derivatives(ng, objective, meta, n=5, h=1e-6):
-    """(analytic, central difference) pairs of the objective's derivative along random directions in φ."""
+    """(analytic, central difference) pairs of the derivative along random directions in φ.
+
+    The feature amplifier's many inputs put some entry within h of a ReLU kink unless h is
+    small, so it is checked with h = 1e-7 (its derivatives are large enough for that).
+    """
+    if isinstance(ng, FeatureNeuralGrok):
+        h = h / 10
     params, gen, pairs = list(ng.mlp.parameters()), torch.Generator().manual_seed(1), []
     for _ in range(n):
         d = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
@@ -96,30 +121,40 @@ def _directional_derivatives(ng, objective, meta, n=5, h=1e-6):
     return pairs
 
 
-def test_unrolled_meta_gradient_matches_central_differences():
-    ng, grads, ctx = _setup(horizon=3)
+@pytest.mark.parametrize("kind", ["scalar", "features"])
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_meta_gradient_matches_central_differences(kind, horizon):
+    ng, grads, ctx = _setup(horizon=max(horizon, 2), kind=kind)
+    ng.horizon = horizon
     ng.update(grads, ctx)
     meta = [p.grad.clone() for p in ng.mlp.parameters()]
 
-    def objective():  # L_outer(θ_3(φ)): every step's gradient taken where φ moved the parameters
+    def objective():  # L_outer(θ_K(φ)): every step's gradient taken where φ moved the parameters
         def later(params):
             params = [p.detach().requires_grad_() for p in params]
             with torch.enable_grad():
                 g = torch.autograd.grad(ctx.inner_loss(params), params)
-            return amplify(ng.mlp, list(g), ng.c, "dense")
-        return ctx.outer_loss(ctx.unroll(amplify(ng.mlp, grads, ng.c, "dense"), later, 3, "inner")).item()
+            return G(ng, g, params)
+        return ctx.outer_loss(ctx.unroll(G(ng, grads, ctx.params), later, horizon, "inner")).item()
 
     for analytic, fd in _directional_derivatives(ng, objective, meta):
         assert analytic == pytest.approx(fd, rel=1e-5, abs=1e-10)
-    # the horizon matters: the one-step meta-gradient is a different vector
+    assert all(m.isfinite().all() for m in meta) and any(m.abs().max() > 0 for m in meta)
+
+
+def test_the_horizon_changes_the_meta_gradient():
+    ng, grads, ctx = _setup(horizon=3)
+    ng.update(grads, ctx)
+    meta = [p.grad.clone() for p in ng.mlp.parameters()]
     one, _, one_ctx = _setup(horizon=3)
     one.horizon = 1
     one.update(grads, one_ctx)
     assert not all(torch.allclose(a, p.grad) for a, p in zip(meta, one.mlp.parameters()))
 
 
-def test_first_order_meta_gradient_holds_later_inner_gradients_constant():
-    ng, grads, ctx = _setup(horizon=3, first_order=True)
+@pytest.mark.parametrize("kind", ["scalar", "features"])
+def test_first_order_meta_gradient_holds_later_inner_gradients_constant(kind):
+    ng, grads, ctx = _setup(horizon=3, first_order=True, kind=kind)
     ng.update(grads, ctx)
     meta = [p.grad.clone() for p in ng.mlp.parameters()]
     recorded = []  # the inner gradients along the trajectory at the current φ, then held fixed
@@ -128,15 +163,15 @@ def test_first_order_meta_gradient_holds_later_inner_gradients_constant():
         params = [p.detach().requires_grad_() for p in params]
         with torch.enable_grad():
             g = torch.autograd.grad(ctx.inner_loss(params), params)
-        recorded.append([t.detach() for t in g])
-        return amplify(ng.mlp, recorded[-1], ng.c, "dense")
+        recorded.append(([t.detach() for t in g], [p.detach() for p in params]))
+        return G(ng, *recorded[-1])
     with torch.no_grad():
-        ctx.unroll(amplify(ng.mlp, grads, ng.c, "dense"), later_recording, 3, "inner")
+        ctx.unroll(G(ng, grads, ctx.params), later_recording, 3, "inner")
 
-    def objective():  # φ acts only through the amplifier applied to those fixed gradients
+    def objective():  # φ acts only through the amplifier applied to those fixed gradients (at fixed points)
         fixed = iter(recorded)
-        later = lambda params: amplify(ng.mlp, next(fixed), ng.c, "dense")  # noqa: E731
-        return ctx.outer_loss(ctx.unroll(amplify(ng.mlp, grads, ng.c, "dense"), later, 3, "inner")).item()
+        later = lambda params: G(ng, *next(fixed))  # noqa: E731
+        return ctx.outer_loss(ctx.unroll(G(ng, grads, ctx.params), later, 3, "inner")).item()
 
     for analytic, fd in _directional_derivatives(ng, objective, meta):
         assert analytic == pytest.approx(fd, rel=1e-5, abs=1e-10)

@@ -21,7 +21,9 @@ METHODS = {"standard": [], "grokfast_ma": ["--method", "grokfast_ma", "--ma-wind
            "orthograd": ["--method", "orthograd", "--weight-norm", "30", "--loss", "stablemax"],
            "neuralgrok": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2"],
            "neuralgrok_k3": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "3", "--meta-horizon", "3",
-                             "--lookahead", "inner"]}
+                             "--lookahead", "inner"],
+           "neuralgrok_features": ["--method", "neuralgrok", "--amp-features", "g,slow,theta,step,tensor",
+                                   "--amp-hidden", "8", "--meta-every", "2"]}
 
 
 def metrics(folder):

@@ -1,0 +1,184 @@
+"""NeuralGrok with richer inputs: an amplifier that reads each entry's gradient, slow gradient, weight, tensor and the step.
+
+For entry i of parameter tensor t the network reads (``--amp-features``, comma-separated)
+
+- ``g``: ĝ_i = g_i / rms_t(g), always;
+- ``slow``: ŝ_i = s_i / rms_t(s), with s an exponential average of past gradients
+  (``--amp-slow-alpha``, as Grokfast-EMA keeps it: s starts at the first gradient);
+- ``theta``: θ̂_i = θ_i / rms_t(θ);
+- ``step``: log(1 + step) / log(1 + 10⁴), the same for every entry;
+- ``tensor``: a learnt 4-vector per parameter tensor (tensors beyond 64 share slots),
+
+and outputs a log-gain a_i, with ``slow`` a weight b_i and with ``theta`` a weight d_i.
+The update direction is ``u = e^a ⊙ ĝ + b ⊙ ŝ + d ⊙ θ̂`` (a clamped to ±20), rescaled per
+tensor to norm c as NeuralGrok rescales.  The last layer starts at zero, so the untrained
+amplifier is per-tensor gradient normalisation; b > 0 is Grokfast's slow-gradient
+amplification, d > 0 a weight decay, and a varying a the paper's entry-wise rescaling,
+so what the meta step learns reads off three numbers (``amp_slow``, ``amp_decay``,
+``amp_gain_std``) and one distance (``amp_dev``: ‖g' − gradnorm(g)‖ / ‖gradnorm(g)‖).
+The network runs densely on every entry (its inputs have no piecewise-linear shortcut);
+keep it small (``--amp-hidden 32,32``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from baselines import Context, Update
+
+from .amplifier import _segment_ids, _take
+from .bilevel import NeuralGrok
+
+FEATURES = ("g", "slow", "theta", "step", "tensor")
+TENSOR_SLOTS, EMBED_DIM = 64, 4
+MAX_LOG_GAIN = 20.0
+
+
+def parse_features(text: str) -> tuple[str, ...]:
+    """``"g,slow"`` → ``("g", "slow")``; ValueError naming what is wrong."""
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    unknown = [x for x in names if x not in FEATURES]
+    if unknown or "g" not in names or len(set(names)) != len(names):
+        raise ValueError(f"amplifier features must be distinct names from {', '.join(FEATURES)} including g, "
+                         f"got {text!r}")
+    return names
+
+
+class FeatureAmplifierMLP(nn.Module):
+    """Per-entry features (and a tensor embedding) → (log-gain, slow weight, weight-term weight); last layer zero."""
+
+    def __init__(self, features: tuple[str, ...], hidden=(32, 32)):
+        super().__init__()
+        self.features, self.hidden = tuple(features), tuple(int(h) for h in hidden)
+        scalars = [f for f in self.features if f != "tensor"]
+        self.embed = nn.Embedding(TENSOR_SLOTS, EMBED_DIM) if "tensor" in self.features else None
+        self.n_out = 1 + ("slow" in self.features) + ("theta" in self.features)
+        sizes = (len(scalars) + (EMBED_DIM if self.embed is not None else 0), *self.hidden, self.n_out)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        nn.init.zeros_(self.layers[-1].weight)
+        nn.init.zeros_(self.layers[-1].bias)
+
+    def forward(self, x: torch.Tensor, tensor_ids: torch.Tensor) -> torch.Tensor:
+        if self.embed is not None:
+            x = torch.cat([x, self.embed(tensor_ids % TENSOR_SLOTS)], dim=1)
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = torch.relu(x)
+        return x
+
+
+def amplify_features(mlp: FeatureAmplifierMLP, grads, params, slow, step: int, c: float = 1.0,
+                     return_stats: bool = False, through_input: bool = False):
+    """``c·u/‖u‖`` per tensor with ``u = e^a ⊙ ĝ + b ⊙ ŝ + d ⊙ θ̂`` (see the module's docstring).
+
+    Differentiable in the network's weights; the gradients, parameters and slow average
+    are constants unless ``through_input``.  With ``return_stats`` also returns the statistics.
+    """
+    sizes = tuple(g.numel() for g in grads)
+    seg = _segment_ids(sizes, grads[0].device)
+    n = len(sizes)
+
+    def flat(ts):
+        return torch.cat([(t if through_input else t.detach()).reshape(-1) for t in ts])
+
+    def per_tensor_norm(v):  # ‖v‖ per tensor, 1 for an all-zero tensor (and no NaN derivative there)
+        sq = torch.zeros(n, dtype=v.dtype, device=v.device).index_add(0, seg, v * v)
+        return torch.where(sq > 0, sq, torch.ones_like(sq)).sqrt()
+
+    counts = torch.tensor(sizes, dtype=grads[0].dtype, device=grads[0].device)
+
+    def normed(v):  # v / rms over its tensor
+        return v / _take(per_tensor_norm(v) / counts.sqrt(), seg)
+
+    g = flat(grads)
+    g_hat = normed(g)
+    columns, terms = [g_hat], []
+    if "slow" in mlp.features:
+        s_hat = normed(flat(slow))
+        columns.append(s_hat)
+        terms.append(s_hat)
+    if "theta" in mlp.features:
+        theta_hat = normed(flat(params))
+        columns.append(theta_hat)
+        terms.append(theta_hat)
+    if "step" in mlp.features:
+        columns.append(torch.full_like(g, math.log1p(step) / math.log1p(1e4)))
+    out = mlp(torch.stack(columns, dim=1), seg)
+    gain = torch.exp(out[:, 0].clamp(-MAX_LOG_GAIN, MAX_LOG_GAIN))
+    u = gain * g_hat
+    for k, term in enumerate(terms, start=1):
+        u = u + out[:, k] * term
+    new_flat = c * u / _take(per_tensor_norm(u), seg)
+    new = [t.reshape(src.shape).to(src.dtype) for t, src in zip(new_flat.split(sizes), grads)]
+    if not return_stats:
+        return new
+    with torch.no_grad():
+        plain = c * g_hat / _take(per_tensor_norm(g_hat), seg)
+        stats = {"amp_dev": ((new_flat - plain).norm() / plain.norm()).item(),
+                 "amp_gain_std": (gain.std() / gain.mean()).item(),
+                 "norm_ratio": (new_flat.norm() / g.norm()).item() if g.norm() > 0 else 0.0}
+        names = [f for f in ("slow", "theta") if f in mlp.features]
+        for k, name in enumerate(names, start=1):
+            stats["amp_slow" if name == "slow" else "amp_decay"] = out[:, k].mean().item()
+    return new, stats
+
+
+class FeatureNeuralGrok(NeuralGrok):
+    """NeuralGrok whose amplifier reads :data:`FEATURES` and can add slow-gradient and weight terms."""
+
+    def __init__(self, features=("g", "slow", "theta"), slow_alpha: float = 0.98, **kwargs):
+        self.features, self.slow_alpha = tuple(features), float(slow_alpha)
+        self.slow: list[torch.Tensor] | None = None
+        self._now: tuple[list[torch.Tensor] | None, int] = (None, 0)
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_config(cls, cfg, **extra) -> "FeatureNeuralGrok":
+        return super().from_config(cfg, features=parse_features(cfg.amp_features), slow_alpha=cfg.amp_slow_alpha,
+                                   **extra)
+
+    def make_amplifier(self) -> nn.Module:
+        return FeatureAmplifierMLP(self.features, self.hidden)
+
+    def update(self, grads: list[torch.Tensor], ctx: Context) -> Update:
+        """As NeuralGrok's, with this step's slow average as an input; the average advances when committed."""
+        slow = self._next_slow(grads)
+        self._now = (slow, ctx.step)
+        u = super().update(grads, ctx)
+
+        def commit() -> None:
+            u.commit()
+            self.slow = slow
+        return Update(u.grads, u.stats, commit, u.ok)
+
+    @torch.no_grad()
+    def _next_slow(self, grads) -> list[torch.Tensor] | None:
+        if "slow" not in self.features:
+            return None
+        if self.slow is None:
+            return [g.detach().clone() for g in grads]
+        return [torch.lerp(s, g.detach(), 1 - self.slow_alpha) for s, g in zip(self.slow, grads)]
+
+    def _apply(self, grads, params, with_stats, through_input=False):
+        slow, step = self._now
+        if params is None:
+            raise ValueError("the feature amplifier needs the parameters (Context.params)")
+        if with_stats:
+            return amplify_features(self.mlp, grads, params, slow, step, self.c, True, through_input)
+        return amplify_features(self.mlp, grads, params, slow, step, self.c, False, through_input), None
+
+    def _stats(self, stats: dict, outer_loss: float | None) -> dict:
+        return {"outer_loss": outer_loss, **stats}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "slow": None if self.slow is None else [s.clone() for s in self.slow]}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.slow = state["slow"]
+
+    def meta_info(self) -> dict:
+        return {**super().meta_info(), "features": list(self.features), "slow_alpha": self.slow_alpha}

@@ -1,0 +1,104 @@
+"""The feature amplifier against a tensor-by-tensor formula, gradient normalisation at the start, its slow average."""
+import json
+import math
+
+import pytest
+import torch
+
+from baselines import Context, GradNorm
+from neuralgrok.cli import main
+from neuralgrok.config import ConfigError, build
+from neuralgrok.feature_amplifier import (EMBED_DIM, FEATURES, FeatureAmplifierMLP, FeatureNeuralGrok,
+                                          amplify_features)
+
+from conftest import TINY
+
+
+def _tensors(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(7, 5), (5,), (3, 4, 2), (6,)]
+    return [[torch.randn(s, generator=gen, dtype=torch.float64) * scale for s in shapes] for scale in (1e-3, 1e-2, 1.0)]
+
+
+def _by_hand(mlp, grads, params, slow, step, c):
+    """The module docstring's formula, one tensor at a time, with the network as explicit matrix products."""
+    out = []
+    for t, (g, s, th) in enumerate(zip(grads, slow, params)):
+        rms = lambda v: v.reshape(-1).pow(2).mean().sqrt()  # noqa: E731
+        cols = {"g": g.reshape(-1) / rms(g), "slow": s.reshape(-1) / rms(s), "theta": th.reshape(-1) / rms(th),
+                "step": torch.full((g.numel(),), math.log1p(step) / math.log1p(1e4), dtype=g.dtype)}
+        x = torch.stack([cols[f] for f in mlp.features if f != "tensor"], dim=1)
+        if "tensor" in mlp.features:
+            x = torch.cat([x, mlp.embed.weight[t].expand(g.numel(), EMBED_DIM)], dim=1)
+        for i, layer in enumerate(mlp.layers):
+            x = x @ layer.weight.T + layer.bias
+            x = x.clamp_min(0) if i < len(mlp.layers) - 1 else x
+        u = torch.exp(x[:, 0].clamp(-20, 20)) * cols["g"]
+        k = 1
+        for name in ("slow", "theta"):
+            if name in mlp.features:
+                u = u + x[:, k] * cols[name]
+                k += 1
+        out.append((c * u / u.norm()).reshape(g.shape))
+    return out
+
+
+@pytest.mark.parametrize("features", [("g",), ("g", "slow"), ("g", "theta", "step"), FEATURES])
+def test_output_matches_the_formula_tensor_by_tensor(features):
+    torch.manual_seed(1)
+    grads, slow, params = _tensors()
+    mlp = FeatureAmplifierMLP(features, (8, 8)).double()
+    torch.nn.init.normal_(mlp.layers[-1].weight, std=0.5)
+    torch.nn.init.normal_(mlp.layers[-1].bias, std=0.5)
+    new, stats = amplify_features(mlp, grads, params, slow, step=123, c=0.7, return_stats=True)
+    for a, b in zip(new, _by_hand(mlp, grads, params, slow, 123, 0.7)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+    assert stats["amp_dev"] > 0.01 and stats["amp_gain_std"] > 0
+    assert ("amp_slow" in stats) == ("slow" in features) and ("amp_decay" in stats) == ("theta" in features)
+
+
+def test_untrained_amplifier_is_per_tensor_gradient_normalisation():
+    grads, slow, params = _tensors()
+    mlp = FeatureAmplifierMLP(FEATURES, (8, 8)).double()
+    new, stats = amplify_features(mlp, grads, params, slow, step=5, c=1.0, return_stats=True)
+    for a, b in zip(new, GradNorm(c=1.0, scope="tensor")(grads)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+    assert stats["amp_dev"] < 1e-12 and stats["amp_slow"] == 0 and stats["amp_decay"] == 0
+
+
+def test_slow_average_is_grokfast_ema_and_advances_only_when_committed():
+    ng = FeatureNeuralGrok(features=("g", "slow"), hidden=(4,), slow_alpha=0.9)
+    ng.mlp.double()
+    seq = [_tensors(seed)[0] for seed in range(4)]
+    params = _tensors()[2]
+    expected = [g.clone() for g in seq[0]]  # Grokfast-EMA's buffer: the first gradient, then an average
+    ng(seq[0], Context(step=0, params=params))
+    for step, grads in enumerate(seq[1:], start=1):
+        expected = [0.9 * e + 0.1 * g for e, g in zip(expected, grads)]
+        ng(grads, Context(step=step, params=params))
+        for a, b in zip(ng.slow, expected):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-12)
+    ng.update(seq[0], Context(step=4, params=params))  # not committed: a skipped step
+    for a, b in zip(ng.slow, expected):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-12)
+
+
+def test_bad_feature_lists_are_config_errors():
+    for bad in ("slow", "g,g", "g,momentum"):
+        with pytest.raises(ConfigError, match="--amp-features"):
+            build({"method": "neuralgrok", "amp_features": bad})
+
+
+def test_trains_and_records_its_features(tmp_path):
+    args = [*TINY, "--method", "neuralgrok", "--amp-features", "g,slow,theta", "--amp-hidden", "8", "--max-steps", "60",
+            "--meta-every", "2", "--meta-lr", "1e-2"]
+    assert main(["train", "--out", str(tmp_path / "a"), *args]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert {"amp_dev", "amp_gain_std", "amp_slow", "amp_decay", "outer_loss"} <= set(rows[-1])
+    assert rows[-1]["amp_dev"] > 0  # the meta steps moved it away from gradient normalisation
+    info = json.loads((tmp_path / "a" / "amplifier.json").read_text())
+    assert info["features"] == ["g", "slow", "theta"] and info["meta_steps"] == 30
+    assert main(["train", "--out", str(tmp_path / "b"), *args, "--amplifier", str(tmp_path / "a"),
+                 "--freeze-amplifier"]) == 0
+    assert (tmp_path / "b" / "amplifier.safetensors").read_bytes() == \
+        (tmp_path / "a" / "amplifier.safetensors").read_bytes()
