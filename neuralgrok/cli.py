@@ -1,15 +1,15 @@
-"""The `neuralgrok` command: train, tasks, report, analyze, export, log, grid, rerun."""
+"""The `neuralgrok` command: train, metatrain, tasks, report, analyze, export, log, grid, rerun."""
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
 from .bilevel import AmplifierFileError
 from .config import ConfigError, RunConfig, build, differing_keys, field_type, from_json, is_tuple, load_file
+from .runfolder import task_slug
 from .runlock import LOCK_NAME
 from .tasks import TaskError
 from .tracking import LOG_WITH
@@ -36,8 +36,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def default_out(cfg: RunConfig) -> Path:
-    slug = re.sub(r"[^\w]+", "", cfg.task.replace("*", "x").replace("/", "div").replace("+", "p").replace("-", "m"))
-    return Path("runs") / f"{cfg.label or cfg.method}-{slug}-p{cfg.p}-s{cfg.seed}"
+    return Path("runs") / f"{cfg.label or cfg.method}-{task_slug(cfg.task)}-p{cfg.p}-s{cfg.seed}"
 
 
 def _given(args: argparse.Namespace) -> dict:
@@ -101,6 +100,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         s95 = summary["steps_to_95"]
         print(f"{out}: {summary['steps']} steps, best test acc {summary['best_test_acc']:.4f}, "
               f"95% at step {s95 if s95 is not None else '(not reached)'}, {summary['wall_seconds']:.1f} s")
+    return 0
+
+
+def cmd_metatrain(args: argparse.Namespace) -> int:
+    from .metatrain import metatrain
+    base = resolve_train_args(args)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    out = metatrain(base, tasks, seeds, args.rounds, args.episode_steps, args.out, quiet=args.quiet)
+    print(f"wrote {out / 'amplifier.safetensors'} after {args.rounds * len(tasks) * len(seeds)} episodes; "
+          f"use it with --amplifier {out} --freeze-amplifier")
     return 0
 
 
@@ -189,6 +202,19 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar or final line")
     _add_config_flags(t)
     t.set_defaults(fn=cmd_train)
+    m = sub.add_parser("metatrain", help="meta-train one amplifier over short runs on several tasks and seeds "
+                                         "(then use it frozen on others)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    m.add_argument("--tasks", required=True, help="comma-separated task formulas (the same --p for all); each "
+                                                  "episode sets --task, --seed, --max-steps and --run-on itself")
+    m.add_argument("--seeds", default="0", help="comma-separated seeds")
+    m.add_argument("--rounds", type=int, default=1, help="passes over tasks x seeds")
+    m.add_argument("--episode-steps", type=int, default=500, help="steps of each run")
+    m.add_argument("--out", required=True, help="folder for episodes/, metatrain.json and the amplifier")
+    m.add_argument("--config", help="TOML, YAML or JSON file of train options (flags override it)")
+    m.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_flags(m)
+    m.set_defaults(fn=cmd_metatrain, method="neuralgrok")
     sub.add_parser("tasks", help="list the paper tasks and how to write your own").set_defaults(fn=cmd_tasks)
     r = sub.add_parser("report", help="compare run folders: report.md, a table and figures")
     r.add_argument("runs", nargs="+", help="run folders")

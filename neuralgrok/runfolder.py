@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -22,6 +23,11 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def task_slug(task: str) -> str:
+    """A task's formula as a folder-name fragment: ``a*b-c`` → ``axbmc``."""
+    return re.sub(r"[^\w]+", "", task.replace("*", "x").replace("/", "div").replace("+", "p").replace("-", "m"))
 
 
 def write_json(path: str | Path, obj: Any) -> None:
