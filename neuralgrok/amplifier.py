@@ -152,3 +152,14 @@ def _stats(out, seg, sizes, g, new) -> dict:
     new_norm = torch.sqrt(sum((t ** 2).sum() for t in new))
     ratio = new_norm / g_norm if g_norm > 0 else torch.zeros(())
     return {"pn_std": pn.std().item(), "pn_max": pn.max().item(), "norm_ratio": ratio.item()}
+
+
+@torch.no_grad()
+def relative_weight(mlp: AmplifierMLP, x: torch.Tensor) -> torch.Tensor:
+    """``exp(MLP(x) − MLP(0))``: the weight an entry of value x gets against a zero entry of the same tensor.
+
+    The per-tensor softmax turns the MLP's output into weights up to a constant, so this
+    curve is the amplifier's whole learnt shape; a flat 1 is the uniform amplifier.
+    """
+    x = x.to(mlp.layers[0].weight.dtype)
+    return torch.exp(mlp(x) - mlp(torch.zeros(1, dtype=x.dtype)))

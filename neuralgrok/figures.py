@@ -133,11 +133,13 @@ def plot_accuracy(grouped: dict[str, list[Group]], colours: dict[str, str], path
 
 # The metrics drawn beside test accuracy: (panel title, y-axis label)
 BESIDE_ACCURACY = {"age": ("AGE (raw scale)", "AGE"), "age_scaled": ("scale-free AGE (of g/‖g‖₁)", "scale-free AGE"),
-                   "weight_norm": ("weight norm ‖θ‖₂", "weight norm")}
+                   "weight_norm": ("weight norm ‖θ‖₂", "weight norm"),
+                   "amp_pn_std": ("amplifier: std of p·n (0 = uniform)", "std of p·n"),
+                   "amp_dev": ("feature amplifier: ‖g′ − gradnorm(g)‖ / ‖gradnorm(g)‖", "distance from gradnorm")}
 
 
 def plot_beside_accuracy(grouped: dict[str, list[Group]], colours: dict[str, str], key: str, path: Path) -> None:
-    """One row per task: the metric ``key`` (AGE, scale-free AGE or the weight norm) and test accuracy."""
+    """One row per task: the metric ``key`` (AGE, the weight norm, an amplifier statistic, ...) and test accuracy."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -239,6 +241,24 @@ def plot_steps_vs_weight_decay(sweeps: dict[str, dict[str, list[SweepPoint]]], p
     fig.text(0.5, 0.005, "line: median over seeds where all reached 95%; dots: seeds; open triangle: some seed did "
              "not reach 95% within the steps it ran", ha="center", fontsize=8)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_amplifier_shapes(shapes: dict[str, list[tuple[str, int, list[float], list[float]]]], colours: dict[str, str],
+                          path: Path) -> None:
+    """One panel per task: each run's learnt amplifier as the weight of an entry g against a zero entry."""
+    plt, fig, axes = _task_grid(len(shapes))
+    for ax, (task, curves) in zip(axes.flat, shapes.items()):
+        for label, seed, xs, ws in curves:
+            ax.plot(xs, ws, color=colours[label], lw=1.2, label=f"{label} s{seed}")
+        ax.axhline(1.0, color="0.5", lw=0.6, ls=":")
+        ax.set_xscale("symlog", linthresh=1e-6)
+        ax.set_xticks([-1e-1, -1e-3, -1e-5, 0, 1e-5, 1e-3, 1e-1])
+        ax.set(title=f"{task}: learnt amplifier", xlabel="gradient entry g", ylabel="weight against g = 0")
+        ax.grid(alpha=0.3, lw=0.4)
+        ax.legend(fontsize=7, loc="best", framealpha=0.85)
+    fig.tight_layout()
     _save_figure(fig, path)
     plt.close(fig)
 

@@ -1,13 +1,15 @@
 """Comparison report from run folders: report.md with the steps-to-accuracy table, and the figures beside it."""
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .aggregate import (PAPER_TABLE_1, best_tuned_rows, finite, group_runs, has_key, load_run, markdown_table,
                         steps_vs_paper, table_row, weight_decay_sweeps)
-from .figures import palette, plot_accuracy, plot_beside_accuracy, plot_steps_vs_paper, plot_steps_vs_weight_decay
+from .figures import (palette, plot_accuracy, plot_amplifier_shapes, plot_beside_accuracy, plot_steps_vs_paper,
+                      plot_steps_vs_weight_decay)
 from .runfolder import write_atomic
 
 __all__ = ["PAPER_TABLE_1", "Report", "build_report"]
@@ -119,6 +121,22 @@ def build_report(run_dirs: list[Path], out_dir: Path, paper_table: dict | None =
                    "solutions sit near a critical weight norm).", "",
                    "![weight norm and test accuracy](weight_norm.png)", ""]
 
+    shapes = amplifier_shapes(grouped)
+    if shapes or has_key(grouped, "amp_pn_std") or has_key(grouped, "amp_dev"):
+        md += ["## The learnt amplifier", "",
+               "How far each learnt amplifier is from uniform during training (the scalar amplifier: the standard "
+               "deviation of p·n over all entries, 0 when every entry of a tensor is weighted alike; the feature "
+               "amplifier: the distance of its output from per-tensor gradient normalisation), and the scalar "
+               "amplifiers' final shape: the weight an entry g gets against a zero entry of its tensor (a flat 1 is "
+               "uniform).", ""]
+        for key in ("amp_pn_std", "amp_dev"):
+            if has_key(grouped, key):
+                plot_beside_accuracy(grouped, colours, key, out_dir / f"{key}.png")
+                md += [f"![{key} and test accuracy]({key}.png)", ""]
+        if shapes:
+            plot_amplifier_shapes(shapes, colours, out_dir / "amplifier_shape.png")
+            md += ["![learnt amplifier shapes](amplifier_shape.png)", ""]
+
     md += ["## Runs", "", "| folder | task | method | seed | status | steps | best test acc |",
            "|---|---|---|---|---|---|---|"]
     for r in runs:
@@ -133,3 +151,29 @@ def build_report(run_dirs: list[Path], out_dir: Path, paper_table: dict | None =
     write_atomic(path, "\n".join(md) + "\n")
     return Report(path, rows, columns, tuned)
 
+
+
+def amplifier_shapes(grouped) -> dict[str, list[tuple[str, int, list[float], list[float]]]]:
+    """Per task, (label, seed, g values, relative weights) of every finished run with a scalar amplifier file."""
+    import torch
+
+    from .amplifier import AmplifierMLP, relative_weight
+    from .bilevel import AMPLIFIER_FILE, AMPLIFIER_META
+    magnitudes = torch.logspace(-8, -1, 120, dtype=torch.float64)
+    xs = torch.cat([-magnitudes.flip(0), torch.zeros(1, dtype=torch.float64), magnitudes])
+    shapes = {}
+    for task, groups in grouped.items():
+        for g in groups:
+            for r in g.finished:
+                meta = r.path / AMPLIFIER_META
+                if not (r.path / AMPLIFIER_FILE).exists() or not meta.exists():
+                    continue
+                info = json.loads(meta.read_text())
+                if info.get("features", ["g"]) != ["g"]:
+                    continue  # the feature amplifier has no one-input shape
+                from safetensors.torch import load_file
+                mlp = AmplifierMLP(info["hidden"]).double()
+                mlp.load_state_dict({k: v.double() for k, v in load_file(r.path / AMPLIFIER_FILE).items()})
+                shapes.setdefault(task, []).append((g.label, r.config.get("seed", 0), xs.tolist(),
+                                                   relative_weight(mlp, xs).tolist()))
+    return shapes

@@ -325,3 +325,39 @@ def test_weight_decay_sweep_best_tuned_table_and_figure(tmp_path, monkeypatch):
     lines = [(list(line.get_xdata()), list(line.get_ydata())) for ax in figures["steps_vs_weight_decay.png"].axes
              for line in ax.get_lines() if line.get_linestyle() == "-"]
     assert ([0.001, 0.01], [650.0, 400.0]) in [(x, [float(v) for v in np.asarray(y)]) for x, y in lines]
+
+
+def test_amplifier_shape_is_the_softmax_weight_ratio():
+    """The figure's curve means what its caption says: amplify weights entry x against entry y by w(x)/w(y)."""
+    from neuralgrok.amplifier import AmplifierMLP, amplify, relative_weight
+
+    torch.manual_seed(3)
+    mlp = AmplifierMLP((8, 8)).double()
+    x = torch.tensor([0.03, -2e-4, 5e-7, -0.08], dtype=torch.float64)
+    y = torch.tensor([1e-3, 0.02, -1e-5, 4e-6], dtype=torch.float64)
+    for a, b in zip(x, y):
+        out = amplify(mlp, [torch.stack([a, b])], mode="dense")[0]
+        expected = (relative_weight(mlp, a.reshape(1)) / relative_weight(mlp, b.reshape(1))).item()
+        assert ((out[0] / a) / (out[1] / b)).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_report_shows_a_neuralgrok_runs_amplifier(tmp_path, monkeypatch):
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from neuralgrok import figures as figures_module
+    from neuralgrok.amplifier import AmplifierMLP, relative_weight
+
+    run = tmp_path / "ng"
+    assert main(["train", "--out", str(run), *TINY, "--method", "neuralgrok", "--amp-hidden", "8,8",
+                 "--max-steps", "40", "--meta-lr", "1e-2"]) == 0
+    figures = {}
+    monkeypatch.setattr(figures_module, "_save_figure", lambda fig, path: figures.__setitem__(path.name, fig))
+    text = build_report([run], tmp_path / "report").path.read_text()
+    assert "## The learnt amplifier" in text and "amplifier_shape.png" in text and "amp_pn_std.png" in text
+    mlp = AmplifierMLP((8, 8)).double()
+    mlp.load_state_dict({k: v.double() for k, v in load_file(run / "amplifier.safetensors").items()})
+    (line,) = figures["amplifier_shape.png"].axes[0].get_lines()[:1]
+    xs = torch.tensor(line.get_xdata(), dtype=torch.float64)
+    assert np.allclose(line.get_ydata(), relative_weight(mlp, xs).numpy())
+    assert not np.allclose(line.get_ydata(), 1.0)  # meta steps at lr 1e-2 moved it off uniform
