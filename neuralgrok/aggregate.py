@@ -51,9 +51,15 @@ class Run:
 
     @property
     def label(self) -> str:
-        """The name of the run's method in reports: ``label`` when set and non-empty, else ``method``."""
+        """The name of the run's method in reports: ``label`` when set and non-empty, else ``method``.
+
+        A run in reduced precision is marked (``"standard bf16"``) unless its label names the precision,
+        so that a report never pools float32 and bf16 runs of one method.
+        """
         label = self.config.get("label")
-        return label if isinstance(label, str) and label.strip() else self.method
+        label = label if isinstance(label, str) and label.strip() else self.method
+        precision = self.config.get("mixed_precision", "no")
+        return label if precision in ("no", None) or precision in label else f"{label} {precision}"
 
     @property
     def task_label(self) -> str:

@@ -361,3 +361,13 @@ def test_report_shows_a_neuralgrok_runs_amplifier(tmp_path, monkeypatch):
     xs = torch.tensor(line.get_xdata(), dtype=torch.float64)
     assert np.allclose(line.get_ydata(), relative_weight(mlp, xs).numpy())
     assert not np.allclose(line.get_ydata(), 1.0)  # meta steps at lr 1e-2 moved it off uniform
+
+
+def test_bf16_runs_are_never_pooled_with_float32_ones(tmp_path):
+    dirs = [_make_run(tmp_path, f"r{i}", method="standard", seed=i, s95=400, s99=500, spp=0.05, max_steps=1000)
+            for i in range(3)]
+    for d, precision in zip(dirs[1:], ("bf16", "bf16")):
+        cfg = json.loads((d / "config.json").read_text())
+        (d / "config.json").write_text(json.dumps({**cfg, "mixed_precision": precision}))
+    groups = group_runs([load_run(d) for d in dirs])["(a*b) mod 97"]
+    assert sorted((g.label, len(g.runs)) for g in groups) == [("standard", 1), ("standard bf16", 2)]
