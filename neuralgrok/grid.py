@@ -2,6 +2,7 @@
 
     neuralgrok grid experiments/grids/paper.toml --out experiments/results/paper --jobs 2
     neuralgrok grid GRID --out DIR --only task=mul,add method=neuralgrok seed=0 --dry-run
+    neuralgrok grid experiments/grids/wd_sweep.toml --out DIR --only wd=0      (every method without weight decay)
 
 (``python experiments/grid.py ...`` is the same command.)  ``--executor slurm`` submits the
 cells as a Slurm job array instead, requeued from their checkpoints on preemption (cluster.py).
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import ConfigError, build, differing_keys, from_json
+from .config import ConfigError, RunConfig, build, differing_keys, from_json
 from .runlock import FolderLock, FolderLocked, holder_of
 
 
@@ -70,6 +71,7 @@ def _variants(opts: dict) -> list[tuple[str, dict]]:
 
 
 SWEEP_NAMES = {"weight_decay": "wd"}  # short names of swept options in cell names and labels
+DEFAULT_WD = RunConfig.weight_decay  # a cell that sets no weight decay trains with this one
 
 
 def expand(grid: dict, only: dict[str, set[str]] | None = None) -> list[Cell]:
@@ -89,6 +91,8 @@ def expand(grid: dict, only: dict[str, set[str]] | None = None) -> list[Cell]:
                     **grid.get("cells", {}).get(f"{task}/{method}", {})}
             opts.setdefault("method", method)
             for suffix, variant in _variants(opts):
+                if only and "wd" in only and float(variant.get("weight_decay", DEFAULT_WD)) not in only["wd"]:
+                    continue
                 for seed in seeds:
                     if only and str(seed) not in only.get("seed", {str(seed)}):
                         continue
@@ -145,13 +149,17 @@ def _run_cell(cell: Cell, out: Path, threads: int, on_start) -> tuple[Cell, str,
     return cell, status, time.perf_counter() - start
 
 
-def parse_only(items: list[str]) -> dict[str, set[str]]:
+def parse_only(items: list[str]) -> dict[str, set]:
+    """``--only`` words as {key: values}: names for task and method, strings for seed, floats for wd."""
     only = {}
     for item in items:
         key, _, values = item.partition("=")
-        if key not in ("task", "method", "seed") or not values:
-            raise SystemExit(f"grid: --only takes task=A,B, method=A,B or seed=0,1, got {item!r}")
-        only[key] = set(values.split(","))
+        if key not in ("task", "method", "seed", "wd") or not values:
+            raise SystemExit(f"grid: --only takes task=A,B, method=A,B, seed=0,1 or wd=0,1e-3, got {item!r}")
+        try:
+            only[key] = {float(v) for v in values.split(",")} if key == "wd" else set(values.split(","))
+        except ValueError:
+            raise SystemExit(f"grid: --only wd= takes numbers, got {values!r}") from None
     return only
 
 
@@ -173,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("grid", type=Path, help="grid file (TOML)")
     ap.add_argument("--out", type=Path, required=True, help="results folder (runs/, configs/, logs/ inside)")
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time (each gets usable cores/jobs threads)")
-    ap.add_argument("--only", nargs="*", default=[], help="restrict: task=NAME[,NAME] method=NAME[,NAME] seed=N[,N]")
+    ap.add_argument("--only", nargs="*", default=[], help="restrict: task=NAME[,NAME] method=NAME[,NAME] seed=N[,N] "
+                                                          "wd=V[,V] (cells whose weight decay is one of these)")
     ap.add_argument("--dry-run", action="store_true", help="list the commands, run nothing")
     cluster.add_arguments(ap)
     args = ap.parse_args(argv)

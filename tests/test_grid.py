@@ -105,3 +105,9 @@ def test_a_method_sweeps_one_option():
     assert "sweep" not in cells["t-m-wd0-s0"] and cells["t-n-s0"]["label"] == "ema"
     with pytest.raises(SystemExit, match="sweep must name one option"):
         grid.expand({**spec, "methods": {"m": {"method": "standard", "sweep": {"lr": 1e-3}}}})
+    # --only wd= keeps the cells trained at those weight decays, swept or not (n has the default, 1e-3)
+    only = grid.expand(spec, grid.parse_only(["wd=0,1e-3"]))
+    assert [c.name for c in only] == ["t-m-wd0-s0", "t-m-wd0.001-s0", "t-n-s0"]
+    assert [c.name for c in grid.expand(spec, grid.parse_only(["wd=0.030"]))] == ["t-m-wd0.03-s0"]
+    with pytest.raises(SystemExit, match="wd= takes numbers"):
+        grid.parse_only(["wd=none"])
