@@ -99,10 +99,14 @@ def make_executor(args: argparse.Namespace, folder: Path):
         if getattr(args, name) <= 0:
             raise SystemExit(f"grid: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     cluster = "slurm" if args.executor == "slurm" else "local"
-    executor = _submitit().AutoExecutor(folder=folder, cluster=cluster)
+    try:
+        executor = _submitit().AutoExecutor(folder=folder, cluster=cluster)
+    except RuntimeError as e:  # submitit's "Could not detect srun": not on a Slurm cluster
+        raise SystemExit(f"grid: --executor {args.executor}: {e}") from None
+    resources = {"gpus_per_node": args.gpus} if args.gpus else {}  # some clusters reject a GPU option of 0
     executor.update_parameters(name="neuralgrok", timeout_min=args.time_min, cpus_per_task=args.cpus,
-                               gpus_per_node=args.gpus, mem_gb=args.mem_gb, slurm_partition=args.partition,
-                               slurm_array_parallelism=args.jobs, slurm_additional_parameters=extra)
+                               mem_gb=args.mem_gb, slurm_partition=args.partition, slurm_array_parallelism=args.jobs,
+                               slurm_additional_parameters=extra, **resources)
     return executor
 
 
@@ -124,7 +128,8 @@ def submit(cells: list[Cell], out: Path, args: argparse.Namespace) -> int:
         jobs = {job: cell for job, cell in zip(submitted, todo)}
         for job, cell in jobs.items():
             print(f"{cell.name:40s} submitted as job {job.job_id}", flush=True)
-        print(f"logs: {out / 'logs' / 'submitit'}; run this command again to submit what is left", flush=True)
+        print(f"logs: {out / 'logs' / 'submitit'}; once the jobs have ended, this command again submits the cells "
+              f"that did not finish", flush=True)
         if not args.wait:
             return 0
     failed, pending = 0, list(todo)

@@ -76,3 +76,31 @@ def test_preempted_job_checkpoints_is_requeued_and_continues_exactly(tmp_path, c
     assert "stopped by SIGTERM" in (tmp_path / "jobs" / "logs" / "add-standard-s0.log").read_text()
     # every step logged once, and the same numbers as the run that was never interrupted
     assert _rows(run) == _rows(tmp_path / "local" / "runs" / "add-standard-s0")
+
+
+def test_slurm_submits_one_array_with_the_requested_resources(tmp_path, monkeypatch, capsys):
+    """No cluster here: stand-ins for srun and sbatch record the batch script submitit writes."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_ / "sbatch").write_text(f'#!/bin/sh\nfor last; do :; done\ncp "$last" {tmp_path}/script.sh\n'
+                                 'echo "Submitted batch job 4242"\n')
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
+    three_seeds = GRID.replace("seeds = [0]", "seeds = [0, 1, 2]")
+    assert _grid(tmp_path, three_seeds, "--out", str(tmp_path / "out"), "--executor", "slurm", "--jobs", "2",
+                 "--partition", "cpu", "--time-min", "60", "--cpus", "2", "--slurm-option", "account=proj") == 0
+    out = capsys.readouterr().out
+    assert all(f"add-standard-s{i}" in out and f"job 4242_{i}" in out for i in range(3))
+    script = (tmp_path / "script.sh").read_text()
+    for line in ("--array=0-2%2", "--partition=cpu", "--time=60", "--cpus-per-task=2", "--account=proj",
+                 "--signal=USR2@"):
+        assert f"#SBATCH {line}" in script
+    assert "gpus" not in script and "submitit.core._submit" in script
+
+
+def test_slurm_executor_off_a_cluster_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun
+    with pytest.raises(SystemExit, match="--executor slurm: .*srun"):
+        _grid(tmp_path, GRID, "--out", str(tmp_path / "out"), "--executor", "slurm")
