@@ -252,6 +252,9 @@ def plot_amplifier_shapes(shapes: dict[str, list[tuple[str, int, list[float], li
     for ax, (task, curves) in zip(axes.flat, shapes.items()):
         for label, seed, xs, ws in curves:
             ax.plot(xs, ws, color=colours[label], lw=1.2, label=f"{label} s{seed}")
+        weights = [w for *_, ws in curves for w in ws]
+        if min(weights) > 0 and max(weights) / min(weights) > 50:  # a learnt amplifier far from uniform
+            ax.set_yscale("log")
         ax.axhline(1.0, color="0.5", lw=0.6, ls=":")
         ax.set_xscale("symlog", linthresh=1e-6)
         ax.set_xticks([-1e-1, -1e-3, -1e-5, 0, 1e-5, 1e-3, 1e-1])
