@@ -168,6 +168,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .hub import export_run
     for folder in export_run(args.run, args.out):
         print(f"wrote {folder} (from_pretrained / push_to_hub ready)")
+    saved = Path(args.run) / "config.json"
+    if json.loads(saved.read_text()).get("amp_features", "g") != "g":
+        print(f"the feature amplifier is not exported; share {Path(args.run) / 'amplifier.safetensors'} and its "
+              f"amplifier.json (--amplifier accepts the run folder)")
     return 0
 
 

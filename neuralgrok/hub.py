@@ -47,7 +47,11 @@ def _card(kind: str, run_dir: Path, config: dict, summary: dict | None) -> str:
 
 
 def export_run(run_dir: str | Path, out: str | Path) -> list[Path]:
-    """Writes ``out/model`` (the final checkpoint's base model) and, for NeuralGrok, ``out/amplifier``."""
+    """Writes ``out/model`` (the final checkpoint's base model) and, for NeuralGrok, ``out/amplifier``.
+
+    Only the paper's scalar amplifier is exported as a ``save_pretrained`` folder; a feature
+    amplifier (``--amp-features``) is shared as the run folder's ``amplifier.safetensors``.
+    """
     from . import checkpoint
     from .config import ConfigError, from_json
     from .trainer import build_model, task_data
@@ -63,7 +67,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> list[Path]:
     model = build_model(cfg, task_data(cfg), PretrainedTransformer)
     model.load_state_dict(found[1]["model"])
     written = [(out / "model", model, "Base model")]
-    if cfg.method == "neuralgrok":
+    if cfg.method == "neuralgrok" and cfg.amp_features == "g":
         amp = PretrainedAmplifier(list(cfg.amp_hidden))
         amp.load_state_dict(found[1]["transform"]["mlp"])
         written.append((out / "amplifier", amp, "NeuralGrok amplifier"))

@@ -35,3 +35,13 @@ def test_export_and_reload(tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_export_of_a_feature_amplifier_run_writes_the_model_and_says_where_the_amplifier_is(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), *TINY, "--method", "neuralgrok", "--amp-features", "g,slow",
+                 "--amp-hidden", "4", "--max-steps", "20", "--run-on"]) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "shared")]) == 0
+    assert (tmp_path / "shared" / "model" / "model.safetensors").is_file()
+    assert not (tmp_path / "shared" / "amplifier").exists()
+    assert "feature amplifier is not exported" in capsys.readouterr().out
