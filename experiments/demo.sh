@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 OUT=${1:-demo}
 neuralgrok grid experiments/grids/demo.toml --out "$OUT"
 neuralgrok report "$OUT"/runs/*[0-9]/ --out "$OUT"   # not the *.incomplete folders
-echo "figures: $OUT/accuracy.png $OUT/age.png $OUT/age_scaled.png $OUT/weight_norm.png"
+echo "figures: $OUT/accuracy.png $OUT/age.png $OUT/age_scaled.png $OUT/weight_norm.png $OUT/amp_pn_std.png $OUT/amplifier_shape.png"
