@@ -120,21 +120,23 @@ def submit(cells: list[Cell], out: Path, args: argparse.Namespace) -> int:
     for cell in cells:
         if cell not in todo:
             print(f"{cell.name:40s} done before", flush=True)
+    if not todo:
+        return 0
     executor = make_executor(args, out / "logs" / "submitit")
-    jobs = {}
+    jobs, pending = {}, list(todo)
     if args.executor == "slurm":
         with executor.batch():
             submitted = [executor.submit(CellJob(c, out, args.cpus)) for c in todo]
-        jobs = {job: cell for job, cell in zip(submitted, todo)}
+        jobs, pending = {job: cell for job, cell in zip(submitted, todo)}, []
         for job, cell in jobs.items():
             print(f"{cell.name:40s} submitted as job {job.job_id}", flush=True)
         print(f"logs: {out / 'logs' / 'submitit'}; once the jobs have ended, this command again submits the cells "
               f"that did not finish", flush=True)
         if not args.wait:
             return 0
-    failed, pending = 0, list(todo)
+    failed = 0
     while pending or jobs:
-        while pending and args.executor != "slurm" and len(jobs) < args.jobs:
+        while pending and len(jobs) < args.jobs:
             cell = pending.pop(0)
             jobs[executor.submit(CellJob(cell, out, args.cpus))] = cell
         for job in [j for j in jobs if j.done()]:

@@ -98,6 +98,13 @@ def test_slurm_submits_one_array_with_the_requested_resources(tmp_path, monkeypa
                  "--signal=USR2@"):
         assert f"#SBATCH {line}" in script
     assert "gpus" not in script and "submitit.core._submit" in script
+    # once every cell has its summary, nothing is submitted again
+    (tmp_path / "script.sh").unlink()
+    for i in range(3):
+        (tmp_path / "out" / "runs" / f"add-standard-s{i}").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "out" / "runs" / f"add-standard-s{i}" / "summary.json").write_text("{}")
+    assert _grid(tmp_path, three_seeds, "--out", str(tmp_path / "out"), "--executor", "slurm", "--wait") == 0
+    assert capsys.readouterr().out.count("done before") == 3 and not (tmp_path / "script.sh").exists()
 
 
 def test_slurm_executor_off_a_cluster_is_a_one_line_error(tmp_path, monkeypatch):
