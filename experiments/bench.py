@@ -194,13 +194,18 @@ def main(argv=None) -> int:
                   "|---|---|---|---|---|"]
         lines += [f"| {k} | {m[0]:.0f} | {m[0] / std[0]:.2f} | {m[1]:.0f} | {m[1] / std[1]:.2f} |"
                   for k, m in memory.items()]
+    report(lines, {"seconds": res, "peak_mb": memory}, args.out)
+    return 0
+
+
+def report(lines: list[str], data: dict, out: Path | None) -> None:
+    """Prints a benchmark's markdown and, with ``out``, writes it as bench.md beside bench.json."""
     text = "\n".join(lines)
     print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "bench.md").write_text(text + "\n")
-        (args.out / "bench.json").write_text(json.dumps({"seconds": res, "peak_mb": memory}, indent=2) + "\n")
-    return 0
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.md").write_text(text + "\n")
+        (out / "bench.json").write_text(json.dumps(data, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ mark of a fresh process over 4 steps of one setting (as in ``bench.py --memory``
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.bench import make_trainer, peak_memory_of, timed
+from experiments.bench import make_trainer, peak_memory_of, report, timed
 
 
 def settings(horizons: list[int]) -> dict[str, tuple[str, dict]]:
@@ -51,7 +50,7 @@ def main(argv=None) -> int:
             times[name].append(timed(lambda: t.train_step(log=False)))
     seconds = {name: statistics.median(v) for name, v in times.items()}
     memory = {name: peak_memory_of(method, extra, 4) for name, (method, extra) in runs.items()}
-    base, mem0 = seconds["standard"], memory["standard"]
+    base = seconds["standard"]
     lines = [f"# K-step meta-gradient cost on {platform.processor() or platform.machine()}, "
              f"{torch.get_num_threads()} threads, torch {torch.__version__}", "",
              f"Command: `python -m experiments.bench_meta_horizon {' '.join(sys.argv[1:])}`", "",
@@ -59,12 +58,7 @@ def main(argv=None) -> int:
              "|---|---|---|---|---|"]
     lines += [f"| {n} | {s * 1e3:.0f} | {s / base:.2f} | {memory[n][0]:.0f} | {memory[n][1]:.0f} |"
               for n, s in seconds.items()]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "bench.md").write_text(text + "\n")
-        (args.out / "bench.json").write_text(json.dumps({"seconds": seconds, "peak_mb": memory}, indent=2) + "\n")
+    report(lines, {"seconds": seconds, "peak_mb": memory}, args.out)
     return 0
 
 

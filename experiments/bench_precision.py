@@ -9,7 +9,6 @@ calls, evaluation excluded, interleaved across the four settings within each rep
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.bench import make_trainer, timed
+from experiments.bench import make_trainer, report, timed
 
 
 def main(argv=None) -> int:
@@ -42,12 +41,7 @@ def main(argv=None) -> int:
     for method in ("standard", "neuralgrok"):
         a, b = ms[f"{method} no"], ms[f"{method} bf16"]
         lines.append(f"| {method} | {a:.0f} | {b:.0f} | {a / b:.2f} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "bench.md").write_text(text + "\n")
-        (args.out / "bench.json").write_text(json.dumps({"ms_per_step": ms}, indent=2) + "\n")
+    report(lines, {"ms_per_step": ms}, args.out)
     return 0
 
 
