@@ -17,14 +17,20 @@ RUN = [*TINY, "--run-on", "--max-steps", "30", "--eval-every", "10", "--optimize
        "--weight-decay", "0"]
 METHODS = {"standard": [], "grokfast_ema": ["--method", "grokfast_ema"],
            "orthograd": ["--method", "orthograd", "--loss", "stablemax", "--weight-norm", "20", "--init-scale", "1.5"],
-           "neuralgrok": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2"]}
+           "neuralgrok": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2"],
+           "neuralgrok_features": ["--method", "neuralgrok", "--amp-features", "g,slow,theta,step,tensor",
+                                   "--amp-hidden", "8,8", "--meta-every", "2"]}
 
 
-def launch(nproc, tmp, extra):
+def torchrun(nproc, tmp, extra):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
            str(WORKER), str(tmp / f"state{nproc}"), str(tmp / f"run{nproc}"), *RUN, *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def launch(nproc, tmp, extra):
+    proc = torchrun(nproc, tmp, extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
     states = [torch.load(p, weights_only=False) for p in sorted((tmp / f"state{nproc}").glob("rank*.pt"))]
     rows = [json.loads(line) for line in (tmp / f"run{nproc}" / "metrics.jsonl").read_text().splitlines()]
@@ -60,5 +66,17 @@ def test_two_processes_match_one(method, tmp_path):
         for key in ("train_loss", "test_loss", "weight_norm", "age_raw_scaled"):
             assert r2[key] == pytest.approx(r1[key], rel=1e-3), key
         assert abs(r2["test_acc"] - r1["test_acc"]) <= 0.02
-    if method == "neuralgrok":
+    if method.startswith("neuralgrok"):
         assert rows2[-1]["outer_loss"] == pytest.approx(rows1[-1]["outer_loss"], rel=1e-3)
+
+
+def test_meta_horizon_refuses_two_processes(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "neuralgrok", "train", "--out", str(tmp_path / "run"), *RUN,
+           "--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-horizon", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0
+    said = [line for line in proc.stderr.splitlines() if "--meta-horizon 2 runs on one process" in line]
+    assert said and all(line.startswith("neuralgrok: ") and "use --meta-horizon 1 with 2" in line for line in said)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -10,7 +10,10 @@ from neuralgrok.cli import main
 RUN = [*TINY, "--run-on", "--max-steps", "20"]
 METHODS = {"standard": [], "gradnorm": ["--method", "gradnorm"], "grokfast_ma": ["--method", "grokfast_ma"],
            "grokfast_ema": ["--method", "grokfast_ema"], "orthograd": ["--method", "orthograd", "--loss", "stablemax"],
-           "neuralgrok": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2"]}
+           "neuralgrok": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2"],
+           "neuralgrok_k2": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2", "--meta-horizon", "2"],
+           "neuralgrok_features": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2",
+                                   "--amp-features", "g,slow,theta,step,tensor"]}
 
 
 def first_row(out):
