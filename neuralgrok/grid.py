@@ -21,7 +21,8 @@ stopped and started again across sessions; a cell that another process is runnin
 second grid over the same folder, a job requeued early) is reported and skipped.  A folder left without a summary (the run
 was killed) is continued from its last checkpoint when its ``config.json`` matches the
 cell's options; one holding other settings (the grid file was edited since) is moved
-aside to ``NAME.incomplete`` and the run starts again.
+aside to ``NAME.incomplete`` and the run starts again.  With ``--reuse DIR``, a cell with no run of its
+own takes a copy of a finished run in DIR that trained exactly as the cell would (reuse.py).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import yaml
 
+from . import reuse
 from .config import ConfigError, RunConfig, build, differing_keys, from_json
 from .runlock import FolderLock, FolderLocked, holder_of
 
@@ -136,7 +138,7 @@ def _run_cell(cell: Cell, out: Path, threads: int, on_start) -> tuple[Cell, str,
         stale = run_dir.with_name(cell.name + ".incomplete")
         shutil.rmtree(stale, ignore_errors=True)
         run_dir.rename(stale)
-    (out / "configs" / f"{cell.name}.yaml").write_text(yaml.safe_dump(cell.options, sort_keys=True))
+    write_config(cell, out)
     env = {**os.environ, **thread_env(threads)}
     start = time.perf_counter()
     with open(out / "logs" / f"{cell.name}.log", "a" if resumed else "w") as log:
@@ -147,6 +149,28 @@ def _run_cell(cell: Cell, out: Path, threads: int, on_start) -> tuple[Cell, str,
     status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode}, see logs/{cell.name}.log)"
     status += " (continued from its checkpoint)" if resumed else ""
     return cell, status, time.perf_counter() - start
+
+
+def write_config(cell: Cell, out: Path) -> None:
+    (out / "configs" / f"{cell.name}.yaml").write_text(yaml.safe_dump(cell.options, sort_keys=True))
+
+
+def reuse_run(cell: Cell, out: Path, runs: list[reuse.Finished], threads: int) -> Path | None:
+    """Copies in the finished run among ``runs`` that ``cell`` would repeat, if it has no run folder; its path or None."""
+    run_dir = out / "runs" / cell.name
+    try:
+        with FolderLock(out / "logs", f"{cell.name}.lock"):
+            if run_dir.exists():
+                return None
+            cfg = build(cell.options)
+            found = reuse.match(cfg, runs, threads)
+            if found is not None:
+                write_config(cell, out)
+                reuse.copy_in(found, cfg, run_dir, out / "logs" / f"{cell.name}.log")
+                return found.path
+    except (FolderLocked, ConfigError):
+        pass  # held elsewhere, or options the run itself will report
+    return None
 
 
 def parse_only(items: list[str]) -> dict[str, set]:
@@ -183,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time (each gets usable cores/jobs threads)")
     ap.add_argument("--only", nargs="*", default=[], help="restrict: task=NAME[,NAME] method=NAME[,NAME] seed=N[,N] "
                                                           "wd=V[,V] (cells whose weight decay is one of these)")
+    ap.add_argument("--reuse", nargs="+", type=Path, default=[], metavar="DIR",
+                    help="copy in finished runs from these results folders that trained exactly as a cell would "
+                         "(settings equal up to label, cap and checkpointing; same threads; stopped before the cap)")
     ap.add_argument("--dry-run", action="store_true", help="list the commands, run nothing")
     cluster.add_arguments(ap)
     args = ap.parse_args(argv)
@@ -200,6 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out / "commands.txt", "a") as f:
         f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: python {shlex.join(sys.argv)}\n")
         f.write("\n".join(commands) + "\n")
+    if args.reuse:
+        try:
+            runs = reuse.finished_runs(args.reuse)
+        except ConfigError as e:
+            raise SystemExit(f"grid: {e}") from None
+        reused = {}
+        for cell in cells:
+            if (found := reuse_run(cell, args.out, runs, threads)) is not None:
+                reused[cell.name] = found
+                print(f"{cell.name:40s} reused {found}", flush=True)
+        cells = [c for c in cells if c.name not in reused]
     if args.executor != "local":
         return 1 if cluster.submit(cells, args.out, args) else 0
     failed = 0

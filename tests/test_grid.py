@@ -1,9 +1,10 @@
 """The grid runner: option merging, --only, skipping finished runs, continuing killed ones, setting aside stale ones."""
+import dataclasses
 import json
 
 import pytest
 
-from neuralgrok import grid
+from neuralgrok import grid, reuse
 
 # the tiny task of conftest.TINY as grid options, 40 steps with checkpoints every 10
 GRID = """
@@ -111,3 +112,60 @@ def test_a_method_sweeps_one_option():
     assert [c.name for c in grid.expand(spec, grid.parse_only(["wd=0.030"]))] == ["t-m-wd0.03-s0"]
     with pytest.raises(SystemExit, match="wd= takes numbers"):
         grid.parse_only(["wd=none"])
+
+
+# a grid whose run stops on its target before its cap: at the first evaluation with any correct test answer
+STOPS = GRID.replace("run_on = true", "stop_acc = 1e-9\nstop_patience = 1")
+
+
+def _grid(tmp_path, text, out, *extra):
+    (tmp_path / f"{out}.toml").write_text(text)
+    return grid.main([str(tmp_path / f"{out}.toml"), "--out", str(tmp_path / out), *extra])
+
+
+def _untimed(run):
+    return [{k: v for k, v in json.loads(r).items() if k != "elapsed_s"} for r in _rows(run)]
+
+
+def test_reuse_copies_the_run_a_cell_would_repeat(tmp_path, capsys):
+    assert _grid(tmp_path, STOPS, "src") == 0
+    src = tmp_path / "src" / "runs" / "add-standard-s0"
+    summary = json.loads((src / "summary.json").read_text())
+    assert summary["stopped"] == "target" and summary["steps"] < 40
+    # another grid: its own label, a higher cap, other checkpointing; training the same
+    other = STOPS.replace("max_steps = 40", "max_steps = 60").replace("checkpoint_every = 10", "checkpoint_every = 20")
+    other += '\n[methods.standard]\nlabel = "plain"\n'
+    capsys.readouterr()
+    assert _grid(tmp_path, other, "dst", "--reuse", str(tmp_path / "src")) == 0
+    assert f"reused {src}" in capsys.readouterr().out
+    dst = tmp_path / "dst" / "runs" / "add-standard-s0"
+    assert json.loads((dst / "reused_from.json").read_text())["run"] == str(src)
+    assert not (dst / "checkpoints").exists() and "reused" in (tmp_path / "dst" / "logs" / "add-standard-s0.log").read_text()
+    # the oracle: the cell trained for real writes the same config and the same metrics
+    assert _grid(tmp_path, other, "fresh") == 0
+    fresh = tmp_path / "fresh" / "runs" / "add-standard-s0"
+    assert json.loads((dst / "config.json").read_text()) == json.loads((fresh / "config.json").read_text())
+    assert _untimed(dst) == _untimed(fresh)
+    timed = ("wall_seconds", "seconds_per_step", "eval_seconds")
+    assert ({k: v for k, v in json.loads((dst / "summary.json").read_text()).items() if k not in timed}
+            == {k: v for k, v in json.loads((fresh / "summary.json").read_text()).items() if k not in timed})
+
+
+def test_reuse_refuses_runs_that_would_train_otherwise(tmp_path):
+    assert _grid(tmp_path, GRID, "capped") == 0  # run_on: stopped at its cap, step 40
+    assert _grid(tmp_path, STOPS, "stopped") == 0  # stopped on its target before step 40
+    (capped,), (stopped,) = reuse.finished_runs([tmp_path / "capped"]), reuse.finished_runs([tmp_path / "stopped"])
+    threads, cfg, tcfg = capped.summary["threads"], capped.cfg, stopped.cfg
+    assert reuse.match(dataclasses.replace(cfg, label="x", keep_checkpoints=1), [capped], threads) is capped
+    assert reuse.match(dataclasses.replace(cfg, max_steps=60), [capped], threads) is None  # it would train on
+    assert reuse.match(dataclasses.replace(tcfg, max_steps=60), [stopped], threads) is stopped
+    last = stopped.summary["steps"]  # the step it stopped at would be the last, evaluated exactly
+    assert reuse.match(dataclasses.replace(tcfg, max_steps=last), [stopped], threads) is None
+    assert reuse.match(dataclasses.replace(tcfg, max_steps=60, snapshot_steps="10"), [stopped], threads) is None
+    assert reuse.match(dataclasses.replace(cfg, lr=2e-2), [capped], threads) is None
+    assert reuse.match(cfg, [capped], threads + 1) is None  # other float rounding
+
+
+def test_reuse_needs_a_results_folder(tmp_path):
+    with pytest.raises(SystemExit, match="--reuse .*: no runs/ folder there"):
+        _grid(tmp_path, GRID, "out", "--reuse", str(tmp_path / "nowhere"))
