@@ -7,7 +7,8 @@ A finished run is a cell's when training it again would repeat it step for step:
 - it ran as one process with the thread count the grid gives the cell (both change float rounding);
 - its cap equals the cell's, or it stopped on its target before the cell's cap (and saves no snapshots,
   whose schedule follows the cap), so the cell would have stopped at the same step with the same metrics.
-The copy holds everything but the checkpoints; its ``config.json`` takes the cell's label, cap and checkpointing, and
+Like any finished cell, it was trained by the code of its day (``neuralgrok rerun`` checks a run against
+today's).  The copy holds everything but the checkpoints; its ``config.json`` takes the cell's label, cap and checkpointing, and
 ``reused_from.json`` names the source and what differed.  The cell's log says it was reused.
 """
 from __future__ import annotations
