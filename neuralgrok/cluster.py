@@ -20,7 +20,7 @@ import signal
 import time
 from pathlib import Path
 
-from .grid import Cell, run_cell
+from .grid import Cell, finished, run_cell
 
 EXECUTORS = ("local", "slurm", "submitit-local")  # local: the grid's own process pool (grid.py)
 
@@ -111,12 +111,13 @@ def make_executor(args: argparse.Namespace, folder: Path):
 
 
 def submit(cells: list[Cell], out: Path, args: argparse.Namespace) -> int:
-    """Submits the cells that have no summary yet; with ``--wait`` (always for submitit-local) reports each one.
+    """Submits the cells whose runs are not finished (``grid.finished``); with ``--wait`` (always for
+    submitit-local) reports each one.
 
     Slurm gets one job array whose parallelism is ``--jobs``; submitit's local executor has no
     queue, so at most ``--jobs`` cells are submitted at a time.  Returns the number of failed cells.
     """
-    todo = [c for c in cells if not (out / "runs" / c.name / "summary.json").exists()]
+    todo = [c for c in cells if not finished(c, out)]
     for cell in cells:
         if cell not in todo:
             print(f"{cell.name:40s} done before", flush=True)

@@ -21,12 +21,17 @@ stopped and started again across sessions; a cell that another process is runnin
 second grid over the same folder, a job requeued early) is reported and skipped.  A folder left without a summary (the run
 was killed) is continued from its last checkpoint when its ``config.json`` matches the
 cell's options; one holding other settings (the grid file was edited since) is moved
-aside to ``NAME.incomplete`` and the run starts again.  With ``--reuse DIR``, a cell with no run of its
-own takes a copy of a finished run in DIR that trained exactly as the cell would (reuse.py).
+aside to ``NAME.incomplete`` and the run starts again.  Raising a cell's ``max_steps`` extends the
+runs that stopped at the old cap: each continues from its newest checkpoint to the new cap
+(exactly the run a fresh start would train, but for an evaluation at the old cap when it was
+not a multiple of ``eval_every``), and one without checkpoints is trained again.  With
+``--reuse DIR``, a cell with no run of its own takes a copy of a finished run in DIR that
+trained exactly as the cell would (reuse.py).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -40,7 +45,7 @@ from pathlib import Path
 
 import yaml
 
-from . import reuse
+from . import checkpoint, reuse
 from .config import ConfigError, RunConfig, build, differing_keys, from_json
 from .runlock import FolderLock, FolderLocked, holder_of
 
@@ -126,14 +131,33 @@ def run_cell(cell: Cell, out: Path, threads: int, on_start=None) -> tuple[Cell, 
         return cell, f"held by another process ({e.holder}), skipped", 0.0
 
 
+def capped_below(cell: Cell, run_dir: Path) -> bool:
+    """True when ``run_dir`` holds a run with this cell's settings that stopped at a lower step cap than the cell's."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        cap = build(cell.options).max_steps
+    except (OSError, ValueError, ConfigError):
+        return False
+    return summary.get("stopped") == "max_steps" and summary.get("steps", cap) < cap and continues(cell, run_dir)
+
+
+def finished(cell: Cell, out: Path) -> bool:
+    """True when the cell's run folder holds its finished run (one stopped at a cap below the cell's is not)."""
+    run_dir = out / "runs" / cell.name
+    return (run_dir / "summary.json").exists() and not capped_below(cell, run_dir)
+
+
 def _run_cell(cell: Cell, out: Path, threads: int, on_start) -> tuple[Cell, str, float]:
     run_dir = out / "runs" / cell.name
-    if (run_dir / "summary.json").exists():
-        return cell, "done before", 0.0
     writer = holder_of(run_dir)
     if writer:
         return cell, f"held by another process ({writer}), skipped", 0.0
-    resumed = run_dir.exists() and continues(cell, run_dir)
+    extended = capped_below(cell, run_dir)  # the cap was raised: continue from the newest checkpoint
+    if (run_dir / "summary.json").exists() and not extended:
+        return cell, "done before", 0.0
+    resumed = run_dir.exists() and continues(cell, run_dir) and (not extended or bool(checkpoint.steps(run_dir)))
+    if resumed and extended:
+        (run_dir / "summary.json").unlink()  # the run is unfinished again until it reaches the new cap
     if run_dir.exists() and not resumed:
         stale = run_dir.with_name(cell.name + ".incomplete")
         shutil.rmtree(stale, ignore_errors=True)
@@ -147,7 +171,8 @@ def _run_cell(cell: Cell, out: Path, threads: int, on_start) -> tuple[Cell, str,
             on_start(proc)
         proc.wait()
     status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode}, see logs/{cell.name}.log)"
-    status += " (continued from its checkpoint)" if resumed else ""
+    status += (f" (continued from its checkpoint{' to the raised cap' if extended else ''})" if resumed
+               else " (its capped run had no checkpoint: trained again to the raised cap)" if extended else "")
     return cell, status, time.perf_counter() - start
 
 

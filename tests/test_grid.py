@@ -1,6 +1,7 @@
 """The grid runner: option merging, --only, skipping finished runs, continuing killed ones, setting aside stale ones."""
 import dataclasses
 import json
+import shutil
 
 import pytest
 
@@ -169,3 +170,35 @@ def test_reuse_refuses_runs_that_would_train_otherwise(tmp_path):
 def test_reuse_needs_a_results_folder(tmp_path):
     with pytest.raises(SystemExit, match="--reuse .*: no runs/ folder there"):
         _grid(tmp_path, GRID, "out", "--reuse", str(tmp_path / "nowhere"))
+
+
+def test_raising_the_cap_extends_runs_that_stopped_at_it(tmp_path, capsys):
+    assert _grid(tmp_path, GRID.replace("max_steps = 40", "max_steps = 20"), "out") == 0
+    run = tmp_path / "out" / "runs" / "add-standard-s0"
+    assert json.loads((run / "summary.json").read_text())["steps"] == 20
+    capsys.readouterr()
+    assert _grid(tmp_path, GRID, "out") == 0
+    assert "continued from its checkpoint to the raised cap" in capsys.readouterr().out
+    assert _grid(tmp_path, GRID, "fresh") == 0  # the oracle: the same cell trained to 40 in one go
+    fresh = tmp_path / "fresh" / "runs" / "add-standard-s0"
+    assert _untimed(run) == _untimed(fresh) and [r["step"] for r in _untimed(run)] == [10, 20, 30, 40]
+    assert json.loads((run / "summary.json").read_text())["steps"] == 40
+    assert "max_steps: 40" in (tmp_path / "out" / "configs" / "add-standard-s0.yaml").read_text()
+    # a run that stopped on its target, or a lowered cap, is left alone
+    capsys.readouterr()
+    assert _grid(tmp_path, GRID.replace("max_steps = 40", "max_steps = 30"), "out") == 0
+    assert _grid(tmp_path, STOPS, "stops") == 0
+    assert _grid(tmp_path, STOPS.replace("max_steps = 40", "max_steps = 80"), "stops") == 0
+    assert capsys.readouterr().out.count("done before") == 2
+
+
+def test_a_capped_run_without_checkpoints_trains_again_to_the_raised_cap(tmp_path, capsys):
+    assert _grid(tmp_path, GRID.replace("max_steps = 40", "max_steps = 20"), "out") == 0
+    run = tmp_path / "out" / "runs" / "add-standard-s0"
+    shutil.rmtree(run / "checkpoints")  # as in a copy made by --reuse
+    capsys.readouterr()
+    assert _grid(tmp_path, GRID, "out") == 0
+    assert "had no checkpoint: trained again" in capsys.readouterr().out
+    assert json.loads((run.with_name(run.name + ".incomplete") / "summary.json").read_text())["steps"] == 20
+    assert _grid(tmp_path, GRID, "fresh") == 0
+    assert _untimed(run) == _untimed(tmp_path / "fresh" / "runs" / "add-standard-s0")
