@@ -14,6 +14,7 @@ from baselines.gradnorm import SCOPES
 from baselines.grokfast import REDUCTIONS
 
 from .amplifier import MODES
+from .feature_amplifier import FORMS, parse_features
 from .losses import LOSSES
 from .methods import METHODS
 from .model import ARCHS
@@ -89,6 +90,9 @@ class RunConfig:
                                  "amplifier when alone), slow (an average of past gradients, which it may add), theta "
                                  "(the weight, which it may add: a learnt decay), step, tensor (a learnt per-tensor "
                                  "embedding)", "neuralgrok")
+    amp_form: str = opt("mlp", "with --amp-features beyond g: mlp (a network of the features, --amp-hidden) or "
+                               "coefficients (one learnt coefficient per tensor for the slow and weight terms, gain 1)",
+                        "neuralgrok", choices=FORMS)
     amp_slow_alpha: float = opt(0.98, "with --amp-features slow: the average's momentum (as Grokfast-EMA's alpha)",
                                 "neuralgrok")
     amp_c: float = opt(1.0, "amplifier rescaling coefficient c", "neuralgrok")
@@ -272,9 +276,8 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.gradnorm_c > 0, f"--gradnorm-c must be > 0, got {cfg.gradnorm_c}")
     _check(len(cfg.amp_hidden) >= 1 and all(h >= 1 for h in cfg.amp_hidden),
            f"--amp-hidden must be one or more sizes >= 1, got {','.join(map(str, cfg.amp_hidden)) or 'nothing'}")
-    from .feature_amplifier import parse_features
     try:
-        parse_features(cfg.amp_features)
+        parse_features(cfg.amp_features, cfg.amp_form)
     except ValueError as e:
         raise ConfigError(f"--amp-features: {e}") from None
     _check(0.0 <= cfg.amp_slow_alpha < 1.0, f"--amp-slow-alpha must be in [0, 1), got {cfg.amp_slow_alpha}")

@@ -18,6 +18,12 @@ so what the meta step learns reads off three numbers (``amp_slow``, ``amp_decay`
 ``amp_gain_std``) and one distance (``amp_dev``: ‖g' − gradnorm(g)‖ / ‖gradnorm(g)‖).
 The network runs densely on every entry (its inputs have no piecewise-linear shortcut);
 keep it small (``--amp-hidden 32,32``).
+
+``--amp-form coefficients`` replaces the network by one learnt number per parameter tensor
+and term: the gain stays 1 and ``u = ĝ + b_t·ŝ + d_t·θ̂`` (features ``g`` with ``slow``
+and/or ``theta``).  This bounded form cannot concentrate the update on a few entries, the
+failure of the unbounded amplifiers in the meta pilot; it can learn only the two directions
+Grokfast and weight decay say matter, per tensor.
 """
 from __future__ import annotations
 
@@ -32,17 +38,21 @@ from .amplifier import _segment_ids, _take
 from .bilevel import NeuralGrok
 
 FEATURES = ("g", "slow", "theta", "step", "tensor")
+FORMS = ("mlp", "coefficients")  # --amp-form: a network of the features, or per-tensor coefficients of the terms
 TENSOR_SLOTS, EMBED_DIM = 64, 4
 MAX_LOG_GAIN = 20.0
 
 
-def parse_features(text: str) -> tuple[str, ...]:
-    """``"g,slow"`` → ``("g", "slow")``; ValueError naming what is wrong."""
+def parse_features(text: str, form: str = "mlp") -> tuple[str, ...]:
+    """``"g,slow"`` → ``("g", "slow")``; ValueError naming what is wrong (also for what ``form`` cannot use)."""
     names = tuple(x.strip() for x in text.split(",") if x.strip())
     unknown = [x for x in names if x not in FEATURES]
     if unknown or "g" not in names or len(set(names)) != len(names):
         raise ValueError(f"amplifier features must be distinct names from {', '.join(FEATURES)} including g, "
                          f"got {text!r}")
+    if form == "coefficients" and (not {"slow", "theta"} & set(names) or {"step", "tensor"} & set(names)):
+        raise ValueError(f"--amp-form coefficients learns the slow and weight terms: its features are g with slow "
+                         f"and/or theta, got {text!r}")
     return names
 
 
@@ -68,6 +78,24 @@ class FeatureAmplifierMLP(nn.Module):
             if i < len(self.layers) - 1:
                 x = torch.relu(x)
         return x
+
+
+class CoefficientAmplifier(nn.Module):
+    """One learnt coefficient per parameter tensor for each added term (slow, theta); the log-gain stays 0.
+
+    Same interface as :class:`FeatureAmplifierMLP` (it ignores the per-entry features); the
+    coefficients start at zero, so the untrained form is per-tensor gradient normalisation.
+    """
+
+    def __init__(self, features: tuple[str, ...]):
+        super().__init__()
+        self.features, self.hidden = tuple(features), ()
+        self.n_out = 1 + ("slow" in self.features) + ("theta" in self.features)
+        self.coef = nn.Parameter(torch.zeros(TENSOR_SLOTS, self.n_out - 1))
+
+    def forward(self, x: torch.Tensor, tensor_ids: torch.Tensor) -> torch.Tensor:
+        coef = self.coef[tensor_ids % TENSOR_SLOTS]
+        return torch.cat([torch.zeros_like(coef[:, :1]), coef], dim=1)
 
 
 def amplify_features(mlp: FeatureAmplifierMLP, grads, params, slow, step: int, c: float = 1.0,
@@ -129,18 +157,24 @@ def amplify_features(mlp: FeatureAmplifierMLP, grads, params, slow, step: int, c
 class FeatureNeuralGrok(NeuralGrok):
     """NeuralGrok whose amplifier reads :data:`FEATURES` and can add slow-gradient and weight terms."""
 
-    def __init__(self, features=("g", "slow", "theta"), slow_alpha: float = 0.98, **kwargs):
-        self.features, self.slow_alpha = tuple(features), float(slow_alpha)
+    def __init__(self, features=("g", "slow", "theta"), slow_alpha: float = 0.98, form: str = "mlp", **kwargs):
+        if form not in FORMS:
+            raise ValueError(f"amplifier form must be one of {', '.join(FORMS)}, got {form!r}")
+        self.features, self.slow_alpha, self.form = parse_features(",".join(features), form), float(slow_alpha), form
         self.slow: list[torch.Tensor] | None = None
+        if form == "coefficients":
+            kwargs["hidden"] = ()  # no network (--amp-hidden does not apply)
         self._now: tuple[list[torch.Tensor] | None, int] = (None, 0)
         super().__init__(**kwargs)
 
     @classmethod
     def from_config(cls, cfg, **extra) -> "FeatureNeuralGrok":
-        return super().from_config(cfg, features=parse_features(cfg.amp_features), slow_alpha=cfg.amp_slow_alpha,
-                                   **extra)
+        return super().from_config(cfg, features=parse_features(cfg.amp_features, cfg.amp_form),
+                                   slow_alpha=cfg.amp_slow_alpha, form=cfg.amp_form, **extra)
 
     def make_amplifier(self) -> nn.Module:
+        if self.form == "coefficients":
+            return CoefficientAmplifier(self.features)
         return FeatureAmplifierMLP(self.features, self.hidden)
 
     def update(self, grads: list[torch.Tensor], ctx: Context) -> Update:
@@ -181,4 +215,5 @@ class FeatureNeuralGrok(NeuralGrok):
         self.slow = state["slow"]
 
     def meta_info(self) -> dict:
-        return {**super().meta_info(), "features": list(self.features), "slow_alpha": self.slow_alpha}
+        return {**super().meta_info(), "features": list(self.features), "slow_alpha": self.slow_alpha,
+                "form": self.form}

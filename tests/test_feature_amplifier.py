@@ -8,8 +8,8 @@ import torch
 from baselines import Context, GradNorm
 from neuralgrok.cli import main
 from neuralgrok.config import ConfigError, build
-from neuralgrok.feature_amplifier import (EMBED_DIM, FEATURES, FeatureAmplifierMLP, FeatureNeuralGrok,
-                                          amplify_features)
+from neuralgrok.feature_amplifier import (EMBED_DIM, FEATURES, CoefficientAmplifier, FeatureAmplifierMLP,
+                                          FeatureNeuralGrok, amplify_features)
 
 from conftest import TINY
 
@@ -87,6 +87,31 @@ def test_bad_feature_lists_are_config_errors():
     for bad in ("slow", "g,g", "g,momentum"):
         with pytest.raises(ConfigError, match="--amp-features"):
             build({"method": "neuralgrok", "amp_features": bad})
+    for bad in ("g", "g,slow,step", "g,theta,tensor"):  # nothing to learn, or inputs the coefficients cannot read
+        with pytest.raises(ConfigError, match="--amp-form coefficients learns the slow and weight terms"):
+            build({"method": "neuralgrok", "amp_features": bad, "amp_form": "coefficients"})
+    with pytest.raises(ConfigError, match="--amp-form"):
+        build({"method": "neuralgrok", "amp_features": "g,slow", "amp_form": "linear"})
+
+
+@pytest.mark.parametrize("features", [("g", "slow"), ("g", "theta"), ("g", "slow", "theta")])
+def test_coefficient_form_adds_each_tensors_terms_in_its_own_proportions(features):
+    grads, slow, params = _tensors()
+    amp = CoefficientAmplifier(features).double()
+    assert amp.coef.abs().max() == 0  # untrained: per-tensor gradient normalisation
+    for a, b in zip(amplify_features(amp, grads, params, slow, step=9, c=0.7), GradNorm(c=0.7, scope="tensor")(grads)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+    torch.manual_seed(2)
+    torch.nn.init.normal_(amp.coef)
+    new, stats = amplify_features(amp, grads, params, slow, step=9, c=0.7, return_stats=True)
+    terms = [name for name in ("slow", "theta") if name in features]
+    for t, (g, s, th) in enumerate(zip(grads, slow, params)):
+        u = g / g.norm()  # ĝ + Σ coef · (term / rms); the rms factors √n cancel in the rescaling
+        for k, name in enumerate(terms):
+            term = s if name == "slow" else th
+            u = u + amp.coef[t, k] * term / term.norm()
+        torch.testing.assert_close(new[t], 0.7 * u / u.norm(), rtol=1e-12, atol=1e-15)
+    assert stats["amp_gain_std"] == 0 and stats["amp_dev"] > 0.01
 
 
 def test_trains_and_records_its_features(tmp_path):
@@ -98,6 +123,20 @@ def test_trains_and_records_its_features(tmp_path):
     assert rows[-1]["amp_dev"] > 0  # the meta steps moved it away from gradient normalisation
     info = json.loads((tmp_path / "a" / "amplifier.json").read_text())
     assert info["features"] == ["g", "slow", "theta"] and info["meta_steps"] == 30
+    assert main(["train", "--out", str(tmp_path / "b"), *args, "--amplifier", str(tmp_path / "a"),
+                 "--freeze-amplifier"]) == 0
+    assert (tmp_path / "b" / "amplifier.safetensors").read_bytes() == \
+        (tmp_path / "a" / "amplifier.safetensors").read_bytes()
+
+
+def test_coefficient_form_trains_saves_and_loads(tmp_path):
+    args = [*TINY, "--method", "neuralgrok", "--amp-features", "g,slow,theta", "--amp-form", "coefficients",
+            "--max-steps", "40", "--meta-every", "2", "--meta-lr", "1e-2", "--meta-horizon", "2"]
+    assert main(["train", "--out", str(tmp_path / "a"), *args]) == 0
+    info = json.loads((tmp_path / "a" / "amplifier.json").read_text())
+    assert info["form"] == "coefficients" and info["hidden"] == [] and info["meta_steps"] == 20
+    row = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["amp_gain_std"] == 0 and row["amp_dev"] > 0 and row["amp_slow"] != 0 and row["amp_decay"] != 0
     assert main(["train", "--out", str(tmp_path / "b"), *args, "--amplifier", str(tmp_path / "a"),
                  "--freeze-amplifier"]) == 0
     assert (tmp_path / "b" / "amplifier.safetensors").read_bytes() == \

@@ -1,6 +1,7 @@
 """The K-step meta-gradient: the unrolled steps against torch.optim, the meta-gradient against finite differences.
 
-Both amplifiers are checked: the paper's scalar one and the one with richer inputs (feature_amplifier.py).
+Every amplifier is checked: the paper's scalar one, the one with richer inputs and its per-tensor
+coefficient form (feature_amplifier.py).
 """
 import pytest
 import torch
@@ -54,6 +55,9 @@ def _amplifier(kind, **kwargs):
     """The scalar amplifier (dense evaluation), or the feature amplifier with every input and a non-zero last layer."""
     if kind == "scalar":
         ng = NeuralGrok(hidden=(6, 6), mode="dense", **kwargs)
+    elif kind == "coefficients":
+        ng = FeatureNeuralGrok(features=("g", "slow", "theta"), form="coefficients", **kwargs)
+        torch.nn.init.normal_(ng.mlp.coef, std=0.3)
     else:
         ng = FeatureNeuralGrok(features=FEATURES, hidden=(6, 6), **kwargs)
         torch.nn.init.normal_(ng.mlp.layers[-1].weight, std=0.3)  # zero at the start of a run; any value here
@@ -121,7 +125,7 @@ def _directional_derivatives(ng, objective, meta, n=5, h=1e-6):
     return pairs
 
 
-@pytest.mark.parametrize("kind", ["scalar", "features"])
+@pytest.mark.parametrize("kind", ["scalar", "features", "coefficients"])
 @pytest.mark.parametrize("horizon", [1, 3])
 def test_meta_gradient_matches_central_differences(kind, horizon):
     ng, grads, ctx = _setup(horizon=max(horizon, 2), kind=kind)
@@ -152,7 +156,7 @@ def test_the_horizon_changes_the_meta_gradient():
     assert not all(torch.allclose(a, p.grad) for a, p in zip(meta, one.mlp.parameters()))
 
 
-@pytest.mark.parametrize("kind", ["scalar", "features"])
+@pytest.mark.parametrize("kind", ["scalar", "features", "coefficients"])
 def test_first_order_meta_gradient_holds_later_inner_gradients_constant(kind):
     ng, grads, ctx = _setup(horizon=3, first_order=True, kind=kind)
     ng.update(grads, ctx)
