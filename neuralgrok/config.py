@@ -108,6 +108,8 @@ class RunConfig:
                                "optimizer's rule, moments included; 1: the paper's one-step look-ahead)", "neuralgrok")
     meta_first_order: bool = opt(False, "with --meta-horizon > 1: hold the inner gradients of steps 2..K constant "
                                         "(no second derivatives through the base model)", "neuralgrok")
+    meta_start_acc: float = opt(0.0, "meta steps begin once an evaluation's training accuracy reaches this (0: from "
+                                     "the first step); before, the amplifier is applied as it is", "neuralgrok")
     outer_batch: int = opt(0, "outer-slice examples per meta step (0: the whole slice)", "neuralgrok")
     amplifier: str = opt("", "load a learnt amplifier (amplifier.safetensors or its run folder)", "neuralgrok")
     freeze_amplifier: bool = opt(False, "hold the loaded amplifier fixed (no meta steps)", "neuralgrok")
@@ -283,6 +285,7 @@ def validate(cfg: RunConfig) -> None:
     _check(0.0 <= cfg.amp_slow_alpha < 1.0, f"--amp-slow-alpha must be in [0, 1), got {cfg.amp_slow_alpha}")
     _check(cfg.amp_c > 0, f"--amp-c must be > 0, got {cfg.amp_c}")
     _check(cfg.meta_lr > 0, f"--meta-lr must be > 0, got {cfg.meta_lr}")
+    _check(0.0 <= cfg.meta_start_acc <= 1.0, f"--meta-start-acc must be in [0, 1], got {cfg.meta_start_acc}")
     _check(cfg.meta_horizon >= 1, f"--meta-horizon must be >= 1, got {cfg.meta_horizon}")
     _check(cfg.outer_batch >= 0, f"--outer-batch must be >= 0 (0: whole slice), got {cfg.outer_batch}")
     _check(not cfg.freeze_amplifier or cfg.amplifier, "--freeze-amplifier needs --amplifier PATH")

@@ -94,7 +94,8 @@ class CoefficientAmplifier(nn.Module):
         self.coef = nn.Parameter(torch.zeros(TENSOR_SLOTS, self.n_out - 1))
 
     def forward(self, x: torch.Tensor, tensor_ids: torch.Tensor) -> torch.Tensor:
-        coef = self.coef[tensor_ids % TENSOR_SLOTS]
+        # an embedding lookup, not indexing: indexing's backward is not deterministic on several threads
+        coef = nn.functional.embedding(tensor_ids % TENSOR_SLOTS, self.coef)
         return torch.cat([torch.zeros_like(coef[:, :1]), coef], dim=1)
 
 

@@ -127,6 +127,7 @@ class Trainer:
                               f"gradients are not reduced across processes); use --meta-horizon 1 with {world}")
         self.step = 0
         self.good_evals = 0  # consecutive evaluations at or above stop_acc
+        self.meta_started = cfg.meta_start_acc <= 0  # set for good at the first evaluation fitting that well
         self.bad_steps = 0  # consecutive steps skipped for a non-finite loss or gradient
         self.skipped_steps = 0  # all such steps
         self.elapsed_before = 0.0  # wall-clock seconds of the run before it was resumed
@@ -142,7 +143,8 @@ class Trainer:
                 "meta_stream": self.meta_stream.state_dict(),
                 "rng": torch.get_rng_state(),
                 "counters": {"step": self.step, "good_evals": self.good_evals, "bad_steps": self.bad_steps,
-                             "skipped_steps": self.skipped_steps, "eval_seconds": self.eval_seconds}}
+                             "skipped_steps": self.skipped_steps, "eval_seconds": self.eval_seconds,
+                             "meta_started": self.meta_started}}
 
     def load_state_dict(self, state: dict, elapsed: float) -> None:
         self.acc.unwrap_model(self.model).load_state_dict(state["model"])
@@ -157,6 +159,7 @@ class Trainer:
         self.step, self.good_evals, self.bad_steps, self.skipped_steps = (c["step"], c["good_evals"], c["bad_steps"],
                                                                           c["skipped_steps"])
         self.eval_seconds = c.get("eval_seconds", 0.0)  # absent from older checkpoints
+        self.meta_started = c.get("meta_started", self.cfg.meta_start_acc <= 0)  # ditto
         self.elapsed_before = elapsed
 
     def save_checkpoint(self, elapsed: float) -> None:
@@ -228,8 +231,9 @@ class Trainer:
         torch._foreach_mul_(self.params, radius / norm)
 
     def _context(self, log: bool) -> Context:
-        """What a gradient method may use at this step (the outer loss only for methods that hold the slice back)."""
-        held_out = self.transform.uses_outer_slice
+        """What a gradient method may use at this step (the outer loss only for methods that hold the slice back,
+        and only once the meta steps have begun: ``--meta-start-acc``)."""
+        held_out = self.transform.uses_outer_slice and self.meta_started
         return Context(step=self.step, params=self.params, lookahead=self.inner_opt.lookahead,
                        outer_loss=self._outer_loss if held_out else None, unroll=self.inner_opt.unroll,
                        inner_loss=self._inner_loss if held_out else None, reduce=self._sum_over_processes, log=log)
@@ -390,6 +394,7 @@ class Trainer:
                     if bar is not None:
                         bar.set_postfix(train=f"{row['train_acc']:.3f}", test=f"{row['test_acc']:.3f}", refresh=False)
                     self.good_evals = self.good_evals + 1 if row["test_acc"] >= cfg.stop_acc else 0
+                    self.meta_started = self.meta_started or row["train_acc"] >= cfg.meta_start_acc
                     done = self._target_reached()
                 if self.step in snapshots and main:
                     save_snapshot(self.out, self.step, self.acc.unwrap_model(self.model))

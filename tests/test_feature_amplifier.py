@@ -141,3 +141,19 @@ def test_coefficient_form_trains_saves_and_loads(tmp_path):
                  "--freeze-amplifier"]) == 0
     assert (tmp_path / "b" / "amplifier.safetensors").read_bytes() == \
         (tmp_path / "a" / "amplifier.safetensors").read_bytes()
+
+
+def test_meta_steps_begin_at_the_first_evaluation_that_fits_well_enough(tmp_path):
+    args = [*TINY, "--method", "neuralgrok", "--amp-features", "g,theta", "--amp-form", "coefficients", "--run-on",
+            "--max-steps", "200", "--eval-every", "10", "--meta-every", "3", "--meta-lr", "1e-2"]
+    assert main(["train", "--out", str(tmp_path / "a"), *args, "--meta-start-acc", "0.5"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    start = next(r["step"] for r in rows if r["train_acc"] >= 0.5)  # the inner steps run on from here
+    assert 0 < start < 190
+    expected = sum(1 for s in range(start, 200) if s % 3 == 0)  # a meta step at every third step from then on
+    assert json.loads((tmp_path / "a" / "amplifier.json").read_text())["meta_steps"] == expected
+    assert all(r["outer_loss"] is None for r in rows if r["step"] <= start)
+    assert all(r["amp_dev"] == 0 for r in rows if r["step"] <= start)  # untouched: gradient normalisation
+    assert rows[-1]["amp_dev"] > 0
+    with pytest.raises(ConfigError, match="--meta-start-acc must be in"):
+        build({"method": "neuralgrok", "meta_start_acc": 1.5})

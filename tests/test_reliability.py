@@ -23,7 +23,9 @@ METHODS = {"standard": [], "grokfast_ma": ["--method", "grokfast_ma", "--ma-wind
            "neuralgrok_k3": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "3", "--meta-horizon", "3",
                              "--lookahead", "inner"],
            "neuralgrok_features": ["--method", "neuralgrok", "--amp-features", "g,slow,theta,step,tensor",
-                                   "--amp-hidden", "8", "--meta-every", "2"]}
+                                   "--amp-hidden", "8", "--meta-every", "2"],
+           "neuralgrok_gated": ["--method", "neuralgrok", "--amp-features", "g,slow,theta", "--amp-form",
+                                "coefficients", "--meta-every", "2", "--meta-start-acc", "0.5"]}
 
 
 def metrics(folder):
