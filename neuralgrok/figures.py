@@ -266,6 +266,30 @@ def plot_amplifier_shapes(shapes: dict[str, list[tuple[str, int, list[float], li
     plt.close(fig)
 
 
+def plot_amplifier_coefficients(found: list[tuple[str, str, int, list[str], dict[str, list[float]]]],
+                                path: Path) -> None:
+    """One panel per run of the coefficient form: its learnt coefficient of each term, tensor by tensor."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(found), 1, figsize=(max(8.0, 0.45 * max(len(f[3]) for f in found)), 3.6 * len(found)),
+                             squeeze=False)
+    for ax, (task, label, seed, names, terms) in zip(axes[:, 0], found):
+        width = 0.8 / len(terms)
+        for k, (term, values) in enumerate(terms.items()):
+            ax.bar([i + (k - (len(terms) - 1) / 2) * width for i in range(len(names))], values, width,
+                   label=f"{term} coefficient", color=("#1f77b4", "#8c564b")[k % 2])
+        ax.axhline(0.0, color="0.4", lw=0.6)
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+        ax.set(title=f"{task}: {label} s{seed}", ylabel="coefficient (0: gradient normalisation)")
+        ax.grid(axis="y", alpha=0.3, lw=0.4)
+        ax.legend(fontsize=8, loc="best", framealpha=0.85)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
 def plot_analysis(summary: dict, path: Path) -> None:
     """A run's Fourier analysis: the last snapshot's embedding spectrum, the losses, and the weight norm, by step."""
     import matplotlib

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from .aggregate import (PAPER_TABLE_1, best_tuned_rows, finite, group_runs, has_key, load_run, markdown_table,
                         steps_vs_paper, table_row, weight_decay_sweeps)
-from .figures import (palette, plot_accuracy, plot_amplifier_shapes, plot_beside_accuracy, plot_steps_vs_paper,
-                      plot_steps_vs_weight_decay)
+from .figures import (palette, plot_accuracy, plot_amplifier_coefficients, plot_amplifier_shapes,
+                      plot_beside_accuracy, plot_steps_vs_paper, plot_steps_vs_weight_decay)
 from .runfolder import write_atomic
 
 __all__ = ["PAPER_TABLE_1", "Report", "build_report"]
@@ -136,6 +136,12 @@ def build_report(run_dirs: list[Path], out_dir: Path, paper_table: dict | None =
         if shapes:
             plot_amplifier_shapes(shapes, colours, out_dir / "amplifier_shape.png")
             md += ["![learnt amplifier shapes](amplifier_shape.png)", ""]
+        coefficients = amplifier_coefficients(grouped)
+        if coefficients:
+            plot_amplifier_coefficients(coefficients, out_dir / "amplifier_coefficients.png")
+            md += ["The coefficient form's learnt terms, tensor by tensor (the update is ĝ + slow·ŝ + decay·θ̂ "
+                   "per tensor, each term scaled to unit rms, then rescaled to norm c):", "",
+                   "![learnt coefficients per tensor](amplifier_coefficients.png)", ""]
 
     md += ["## Runs", "", "| folder | task | method | seed | status | steps | best test acc |",
            "|---|---|---|---|---|---|---|"]
@@ -177,3 +183,29 @@ def amplifier_shapes(grouped) -> dict[str, list[tuple[str, int, list[float], lis
                 shapes.setdefault(task, []).append((g.label, r.config.get("seed", 0), xs.tolist(),
                                                    relative_weight(mlp, xs).tolist()))
     return shapes
+
+
+def amplifier_coefficients(grouped) -> list[tuple[str, str, int, list[str], dict[str, list[float]]]]:
+    """(task, label, seed, parameter names, {term: coefficient per tensor}) of each finished coefficient-form run."""
+    from safetensors.torch import load_file
+
+    from .bilevel import AMPLIFIER_FILE, AMPLIFIER_META
+    from .config import from_json
+    from .feature_amplifier import TENSOR_SLOTS
+    from .trainer import build_model, task_data
+    found = []
+    for task, groups in grouped.items():
+        for g in groups:
+            for r in g.finished:
+                meta = r.path / AMPLIFIER_META
+                info = json.loads(meta.read_text()) if meta.exists() else {}
+                if info.get("form") != "coefficients" or not (r.path / AMPLIFIER_FILE).exists():
+                    continue
+                cfg = from_json((r.path / "config.json").read_text())
+                names = [n for n, p in build_model(cfg, task_data(cfg)).named_parameters() if p.requires_grad]
+                coef = load_file(r.path / AMPLIFIER_FILE)["coef"]
+                terms = [t for t in ("slow", "theta") if t in info["features"]]
+                rows = [i % TENSOR_SLOTS for i in range(len(names))]  # the slot each tensor's coefficients sit in
+                found.append((task, g.label, r.config.get("seed", 0), names,
+                              {"decay" if t == "theta" else t: coef[rows, k].tolist() for k, t in enumerate(terms)}))
+    return found

@@ -363,6 +363,29 @@ def test_report_shows_a_neuralgrok_runs_amplifier(tmp_path, monkeypatch):
     assert not np.allclose(line.get_ydata(), 1.0)  # meta steps at lr 1e-2 moved it off uniform
 
 
+def test_report_draws_the_coefficient_forms_terms_per_tensor(tmp_path, monkeypatch):
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from neuralgrok import figures as figures_module
+
+    run = tmp_path / "coef"
+    assert main(["train", "--out", str(run), *TINY, "--method", "neuralgrok", "--amp-features", "g,slow,theta",
+                 "--amp-form", "coefficients", "--max-steps", "40", "--meta-every", "2", "--meta-lr", "1e-2"]) == 0
+    figures = {}
+    monkeypatch.setattr(figures_module, "_save_figure", lambda fig, path: figures.__setitem__(path.name, fig))
+    text = build_report([run], tmp_path / "report").path.read_text()
+    assert "amplifier_coefficients.png" in text and "amp_dev.png" in text and "amplifier_shape.png" not in text
+    (ax,) = figures["amplifier_coefficients.png"].axes
+    names = [n for n, _ in Transformer(ModelConfig(vocab_size=25, seq_len=4, n_layers=1, d_model=64,
+                                                   n_heads=4)).named_parameters()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == names  # the TINY model's tensors, in gradient order
+    coef = load_file(run / "amplifier.safetensors")["coef"].numpy()
+    slow, decay = ([bar.get_height() for bar in c] for c in ax.containers)
+    assert np.allclose(slow, coef[:len(names), 0]) and np.allclose(decay, coef[:len(names), 1])
+    assert not np.allclose(decay, 0.0)  # the meta steps moved them
+
+
 def test_bf16_runs_are_never_pooled_with_float32_ones(tmp_path):
     dirs = [_make_run(tmp_path, f"r{i}", method="standard", seed=i, s95=400, s99=500, spp=0.05, max_steps=1000)
             for i in range(3)]
