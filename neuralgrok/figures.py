@@ -282,7 +282,7 @@ def plot_amplifier_coefficients(found: list[tuple[str, str, int, list[str], dict
                    label=f"{term} coefficient", color=("#1f77b4", "#8c564b")[k % 2])
         ax.axhline(0.0, color="0.4", lw=0.6)
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-        ax.set(title=f"{task}: {label} s{seed}", ylabel="coefficient (0: gradient normalisation)")
+        ax.set(title=f"{task}: {label} s{seed} (0: gradient normalisation)", ylabel="learnt coefficient")
         ax.grid(axis="y", alpha=0.3, lw=0.4)
         ax.legend(fontsize=8, loc="best", framealpha=0.85)
     fig.tight_layout()
