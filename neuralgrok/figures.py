@@ -21,6 +21,7 @@ _OTHER_COLOURS = ("#ff7f0e", "#17becf", "#e377c2", "#aec7e8", "#ffbb78", "#98df8
 
 
 _DPI = 120
+_TERM_COLOURS = {"slow": "#1f77b4", "decay": "#8c564b"}  # the coefficient form's terms
 
 
 def palette(labels_methods: list[tuple[str, str]]) -> dict[str, str]:
@@ -279,7 +280,7 @@ def plot_amplifier_coefficients(found: list[tuple[str, str, int, list[str], dict
         width = 0.8 / len(terms)
         for k, (term, values) in enumerate(terms.items()):
             ax.bar([i + (k - (len(terms) - 1) / 2) * width for i in range(len(names))], values, width,
-                   label=f"{term} coefficient", color=("#1f77b4", "#8c564b")[k % 2])
+                   label=f"{term} coefficient", color=_TERM_COLOURS.get(term, "#7f7f7f"))
         ax.axhline(0.0, color="0.4", lw=0.6)
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
         ax.set(title=f"{task}: {label} s{seed} (0: gradient normalisation)", ylabel="learnt coefficient")
