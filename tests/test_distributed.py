@@ -19,7 +19,10 @@ METHODS = {"standard": [], "grokfast_ema": ["--method", "grokfast_ema"],
            "orthograd": ["--method", "orthograd", "--loss", "stablemax", "--weight-norm", "20", "--init-scale", "1.5"],
            "neuralgrok": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2"],
            "neuralgrok_features": ["--method", "neuralgrok", "--amp-features", "g,slow,theta,step,tensor",
-                                   "--amp-hidden", "8,8", "--meta-every", "2"]}
+                                   "--amp-hidden", "8,8", "--meta-every", "2"],
+           # meta steps from the first evaluation (step 10): the gate must open on every rank at once
+           "neuralgrok_gated": ["--method", "neuralgrok", "--amp-features", "g,slow,theta", "--amp-form",
+                                "coefficients", "--meta-every", "2", "--meta-start-acc", "0.01"]}
 
 
 def torchrun(nproc, tmp, extra):
@@ -68,6 +71,8 @@ def test_two_processes_match_one(method, tmp_path):
         assert abs(r2["test_acc"] - r1["test_acc"]) <= 0.02
     if method.startswith("neuralgrok"):
         assert rows2[-1]["outer_loss"] == pytest.approx(rows1[-1]["outer_loss"], rel=1e-3)
+    if method == "neuralgrok_gated":
+        assert rows2[0]["outer_loss"] is None and rows2[-1]["outer_loss"] is not None
 
 
 def test_meta_horizon_refuses_two_processes(tmp_path):
