@@ -90,13 +90,19 @@ class CoefficientAmplifier(nn.Module):
     def __init__(self, features: tuple[str, ...]):
         super().__init__()
         self.features, self.hidden = tuple(features), ()
-        self.n_out = 1 + ("slow" in self.features) + ("theta" in self.features)
-        self.coef = nn.Parameter(torch.zeros(TENSOR_SLOTS, self.n_out - 1))
+        self.terms = tuple(t for t in ("slow", "theta") if t in self.features)  # the order of coef's columns
+        self.n_out = 1 + len(self.terms)
+        self.coef = nn.Parameter(torch.zeros(TENSOR_SLOTS, len(self.terms)))
 
     def forward(self, x: torch.Tensor, tensor_ids: torch.Tensor) -> torch.Tensor:
         # an embedding lookup, not indexing: indexing's backward is not deterministic on several threads
         coef = nn.functional.embedding(tensor_ids % TENSOR_SLOTS, self.coef)
         return torch.cat([torch.zeros_like(coef[:, :1]), coef], dim=1)
+
+    def per_tensor(self, n_tensors: int) -> dict[str, list[float]]:
+        """Each term's coefficient for tensors 0..n-1 (the weight term as ``decay``), as the forward pass reads them."""
+        coef = self.coef.detach()[[i % TENSOR_SLOTS for i in range(n_tensors)]]
+        return {"decay" if t == "theta" else t: coef[:, k].tolist() for k, t in enumerate(self.terms)}
 
 
 def amplify_features(mlp: FeatureAmplifierMLP, grads, params, slow, step: int, c: float = 1.0,

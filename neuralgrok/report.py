@@ -191,7 +191,7 @@ def amplifier_coefficients(grouped) -> list[tuple[str, str, int, list[str], dict
 
     from .bilevel import AMPLIFIER_FILE, AMPLIFIER_META
     from .config import from_json
-    from .feature_amplifier import TENSOR_SLOTS
+    from .feature_amplifier import CoefficientAmplifier
     from .trainer import build_model, task_data
     found = []
     for task, groups in grouped.items():
@@ -203,9 +203,7 @@ def amplifier_coefficients(grouped) -> list[tuple[str, str, int, list[str], dict
                     continue
                 cfg = from_json((r.path / "config.json").read_text())
                 names = [n for n, p in build_model(cfg, task_data(cfg)).named_parameters() if p.requires_grad]
-                coef = load_file(r.path / AMPLIFIER_FILE)["coef"]
-                terms = [t for t in ("slow", "theta") if t in info["features"]]
-                rows = [i % TENSOR_SLOTS for i in range(len(names))]  # the slot each tensor's coefficients sit in
-                found.append((task, g.label, r.config.get("seed", 0), names,
-                              {"decay" if t == "theta" else t: coef[rows, k].tolist() for k, t in enumerate(terms)}))
+                amp = CoefficientAmplifier(tuple(info["features"]))
+                amp.load_state_dict(load_file(r.path / AMPLIFIER_FILE))
+                found.append((task, g.label, r.config.get("seed", 0), names, amp.per_tensor(len(names))))
     return found

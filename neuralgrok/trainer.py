@@ -159,7 +159,7 @@ class Trainer:
         self.step, self.good_evals, self.bad_steps, self.skipped_steps = (c["step"], c["good_evals"], c["bad_steps"],
                                                                           c["skipped_steps"])
         self.eval_seconds = c.get("eval_seconds", 0.0)  # absent from older checkpoints
-        self.meta_started = c.get("meta_started", self.cfg.meta_start_acc <= 0)  # ditto
+        self.meta_started = c.get("meta_started", self.meta_started)  # ditto: keep the initial value
         self.elapsed_before = elapsed
 
     def save_checkpoint(self, elapsed: float) -> None:
