@@ -27,7 +27,9 @@ Grokfast and weight decay say matter, per tensor.
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -35,7 +37,7 @@ from torch import nn
 from baselines import Context, Update
 
 from .amplifier import _segment_ids, _take
-from .bilevel import NeuralGrok
+from .bilevel import AMPLIFIER_META, AmplifierFileError, NeuralGrok
 
 FEATURES = ("g", "slow", "theta", "step", "tensor")
 FORMS = ("mlp", "coefficients")  # --amp-form: a network of the features, or per-tensor coefficients of the terms
@@ -172,6 +174,9 @@ class FeatureNeuralGrok(NeuralGrok):
         if form == "coefficients":
             kwargs["hidden"] = ()  # no network (--amp-hidden does not apply)
         self._now: tuple[list[torch.Tensor] | None, int] = (None, 0)
+        # coefficients and the tensor embedding are learnt per tensor position: they fit only a model with as many
+        self.by_position = form == "coefficients" or "tensor" in self.features
+        self.n_tensors: int | None = None  # the model's, from the first update or from a loaded amplifier.json
         super().__init__(**kwargs)
 
     @classmethod
@@ -186,6 +191,7 @@ class FeatureNeuralGrok(NeuralGrok):
 
     def update(self, grads: list[torch.Tensor], ctx: Context) -> Update:
         """As NeuralGrok's, with this step's slow average as an input; the average advances when committed."""
+        self._check_tensors(len(grads))
         slow = self._next_slow(grads)
         self._now = (slow, ctx.step)
         u = super().update(grads, ctx)
@@ -194,6 +200,21 @@ class FeatureNeuralGrok(NeuralGrok):
             u.commit()
             self.slow = slow
         return Update(u.grads, u.stats, commit, u.ok)
+
+    def _check_tensors(self, n: int) -> None:
+        if not self.by_position:
+            return
+        if self.n_tensors is not None and self.n_tensors != n:
+            raise AmplifierFileError(f"the loaded amplifier was learnt on a model with {self.n_tensors} parameter "
+                                     f"tensors and reads them by position; this model has {n}")
+        self.n_tensors = n
+
+    def load_amplifier(self, path) -> None:
+        """As NeuralGrok's; also reads how many parameter tensors the amplifier was learnt on, where recorded."""
+        super().load_amplifier(path)
+        meta = (Path(path) if Path(path).is_dir() else Path(path).parent) / AMPLIFIER_META
+        if self.by_position and meta.exists():
+            self.n_tensors = json.loads(meta.read_text()).get("tensors")
 
     @torch.no_grad()
     def _next_slow(self, grads) -> list[torch.Tensor] | None:
@@ -222,5 +243,6 @@ class FeatureNeuralGrok(NeuralGrok):
         self.slow = state["slow"]
 
     def meta_info(self) -> dict:
-        return {**super().meta_info(), "features": list(self.features), "slow_alpha": self.slow_alpha,
+        info = {**super().meta_info(), "features": list(self.features), "slow_alpha": self.slow_alpha,
                 "form": self.form}
+        return {**info, "tensors": self.n_tensors} if self.by_position and self.n_tensors else info

@@ -10,6 +10,7 @@ from neuralgrok.cli import main
 from neuralgrok.config import ConfigError, build
 from neuralgrok.feature_amplifier import (EMBED_DIM, FEATURES, CoefficientAmplifier, FeatureAmplifierMLP,
                                           FeatureNeuralGrok, amplify_features)
+from neuralgrok.trainer import build_model, task_data
 
 from conftest import TINY
 
@@ -143,6 +144,22 @@ def test_coefficient_form_trains_saves_and_loads(tmp_path):
         (tmp_path / "a" / "amplifier.safetensors").read_bytes()
 
 
+def test_a_per_tensor_amplifier_refuses_a_model_with_other_tensors(tmp_path, capsys):
+    args = [*TINY, "--method", "neuralgrok", "--amp-features", "g,slow,theta", "--amp-form", "coefficients",
+            "--max-steps", "4", "--meta-every", "2", "--meta-lr", "1e-2"]
+    assert main(["train", "--out", str(tmp_path / "a"), *args]) == 0
+    layers = {n: build({"task": "a+b", "p": 23, "d_model": 64, "n_layers": n}) for n in (1, 2)}
+    count = {n: len(list(build_model(cfg, task_data(cfg)).parameters())) for n, cfg in layers.items()}
+    assert json.loads((tmp_path / "a" / "amplifier.json").read_text())["tensors"] == count[1]
+    assert main(["train", "--out", str(tmp_path / "b"), *args, "--n-layers", "2", "--amplifier", str(tmp_path / "a"),
+                 "--freeze-amplifier"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.endswith(f"learnt on a model with {count[1]} parameter tensors and reads them "
+                                             f"by position; this model has {count[2]}")
+    assert main(["train", "--out", str(tmp_path / "c"), *args, "--amplifier", str(tmp_path / "a"),
+                 "--freeze-amplifier"]) == 0
+
+
 def test_meta_steps_begin_at_the_first_evaluation_that_fits_well_enough(tmp_path):
     args = [*TINY, "--method", "neuralgrok", "--amp-features", "g,theta", "--amp-form", "coefficients", "--run-on",
             "--max-steps", "200", "--eval-every", "10", "--meta-every", "3", "--meta-lr", "1e-2"]
@@ -157,3 +174,25 @@ def test_meta_steps_begin_at_the_first_evaluation_that_fits_well_enough(tmp_path
     assert rows[-1]["amp_dev"] > 0
     with pytest.raises(ConfigError, match="--meta-start-acc must be in"):
         build({"method": "neuralgrok", "meta_start_acc": 1.5})
+
+
+def test_averaged_control_holds_each_terms_mean_over_the_models_tensors(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+    args = [*TINY, "--method", "neuralgrok", "--amp-features", "g,slow,theta", "--amp-form", "coefficients",
+            "--max-steps", "6", "--meta-every", "2", "--meta-lr", "1e-2"]
+    assert main(["train", "--out", str(tmp_path / "a"), *args]) == 0
+    script = Path(__file__).parents[1] / "experiments" / "average_coefficients.py"
+    subprocess.run([sys.executable, str(script), str(tmp_path / "a"), str(tmp_path / "avg")], check=True,
+                   capture_output=True)
+    n = json.loads((tmp_path / "a" / "amplifier.json").read_text())["tensors"]
+    learnt, avg = (load_file(tmp_path / d / "amplifier.safetensors")["coef"] for d in ("a", "avg"))
+    assert learnt[:n].std(dim=0).min() > 0  # the meta steps gave the tensors different coefficients
+    for k in range(learnt.shape[1]):
+        assert torch.allclose(avg[:n, k], torch.full((n,), sum(learnt[:n, k].tolist()) / n))
+    assert torch.equal(avg[n:], learnt[n:])
+    assert main(["train", "--out", str(tmp_path / "b"), *args, "--amplifier", str(tmp_path / "avg"),
+                 "--freeze-amplifier"]) == 0
