@@ -241,14 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         raise SystemExit(f"grid: --jobs must be >= 1, got {args.jobs}")
     cells = expand(tomllib.loads(args.grid.read_text()), parse_only(args.only))
-    for sub in ("runs", "configs", "logs"):
-        (args.out / sub).mkdir(parents=True, exist_ok=True)
     threads = max(1, usable_cores() // args.jobs) if args.executor == "local" else args.cpus
     env_words = [f"{k}={v}" for k, v in thread_env(threads).items()]
     commands = [shlex.join(env_words + c.command(args.out, "python")) for c in cells]
     if args.dry_run:
         print("\n".join(commands))
         return 0
+    for sub in ("runs", "configs", "logs"):
+        (args.out / sub).mkdir(parents=True, exist_ok=True)
     with open(args.out / "commands.txt", "a") as f:
         f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: python {shlex.join(sys.argv)}\n")
         f.write("\n".join(commands) + "\n")

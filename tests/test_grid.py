@@ -69,6 +69,14 @@ def test_finished_runs_are_skipped(tmp_path, capsys):
     assert "done before" in capsys.readouterr().out
 
 
+def test_dry_run_lists_each_cells_command_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "grid.toml").write_text(GRID.replace('seeds = [0]', 'seeds = [0, 1]'))
+    assert grid.main([str(tmp_path / "grid.toml"), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.rsplit("/", 1)[-1] for line in lines] == ["add-standard-s0", "add-standard-s1"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_killed_run_continues_from_its_checkpoint(tmp_path, capsys):
     # a run stopped after its step-20 checkpoint: what a kill between steps 20 and 30 leaves
     first = GRID.replace("max_steps = 40", "max_steps = 20")
