@@ -283,15 +283,20 @@ def weight_decay_sweeps(grouped: dict[str, list[Group]]) -> dict[str, dict[str, 
     return out
 
 
+def best_point(points: list[SweepPoint]) -> SweepPoint:
+    """The best weight decay of a sweep: the largest share of seeds reaching 95%, then the fewest median steps."""
+    def score(p: SweepPoint) -> tuple:
+        reached = p.group.reached(95)
+        return (-len(reached) / len(p.group.finished), statistics.median(reached) if reached else math.inf)
+    return min(points, key=score)
+
+
 def best_tuned_rows(sweeps: dict[str, dict[str, list[SweepPoint]]]) -> list[dict[str, str]]:
-    """Each swept method at its best weight decay: the most seeds reaching 95%, then the fewest median steps."""
+    """Each swept method at its best weight decay (:func:`best_point`), task by task."""
     rows = []
     for t, families in sweeps.items():
         for family, points in families.items():
-            def score(p: SweepPoint) -> tuple:
-                reached = p.group.reached(95)
-                return (-len(reached) / len(p.group.finished), statistics.median(reached) if reached else math.inf)
-            best = min(points, key=score)
+            best = best_point(points)
             reached, n = best.group.reached(95), len(best.group.finished)
             rows.append({"task": f"`{best.group.task_label}`", "method": family,
                          "best weight decay": f"{best.weight_decay:g}",

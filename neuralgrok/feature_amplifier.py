@@ -174,7 +174,8 @@ class FeatureNeuralGrok(NeuralGrok):
         if form == "coefficients":
             kwargs["hidden"] = ()  # no network (--amp-hidden does not apply)
         self._now: tuple[list[torch.Tensor] | None, int] = (None, 0)
-        # coefficients and the tensor embedding are learnt per tensor position: they fit only a model with as many
+        # coefficients and the tensor embedding are learnt per tensor position, so they fit only a model with as
+        # many parameter tensors (amplifier.json records the count)
         self.by_position = form == "coefficients" or "tensor" in self.features
         self.n_tensors: int | None = None  # the model's, from the first update or from a loaded amplifier.json
         super().__init__(**kwargs)

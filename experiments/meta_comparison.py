@@ -1,0 +1,113 @@
+"""Issue 23's comparison: each meta-learned variant against the baselines at their best weight decay, task by task.
+
+    python experiments/meta_comparison.py                  # the committed meta_study, meta_baselines and bench folders
+
+For each task the baselines (``meta_baselines``: gradient normalisation + clip and Grokfast-MA,
+each swept over weight decay on the same seeds) are taken at their best weight decay by the
+report's rule (most seeds reaching 95%, then the fewest median steps). A variant's ratio is its
+median steps to 95% over seeds over the best baseline's median; a seed that did not reach 95%
+counts as infinitely many steps. Wall-clock is counted in standard steps from the measured step
+costs (``bench/methods/bench.json``): a frozen amplifier's step costs its frozen step; the gated
+variant's steps cost its inner step until the evaluation that opened the gate and its amortised
+meta-step iteration after; a baseline's step costs its own. The last column is the lowest test
+accuracy any counted seed fell to after first reaching 95% (how well the accuracy holds). The development cell (the task and seed
+the variants were chosen on) is shown and left out of the medians.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+
+from neuralgrok.aggregate import Run, best_point, group_runs, load_run, weight_decay_sweeps
+
+RESULTS = Path(__file__).parent / "results"
+BASELINE_BENCH = {"gradnorm": ":gradnorm_clip", "grokfast_ma": ":grokfast_ma_wd"}  # step cost is the same at any decay
+
+
+def step_costs(bench: Path) -> dict[str, float]:
+    """Bench cell spec suffix (``:METHOD[+overrides]``) → cost of a step in standard steps."""
+    rows = json.loads(bench.read_text())["rows"]
+    return {row["cell"][row["cell"].rindex(":"):]: row["ratio"] for row in rows}
+
+
+def gate_step(run: Run) -> int:
+    """The step of the first evaluation whose training accuracy opened the gate (``meta_start_acc``)."""
+    threshold = run.config["meta_start_acc"]
+    return next(row["step"] for row in run.metrics if row["train_acc"] >= threshold)
+
+
+def wall_units(run: Run, costs: dict[str, float]) -> float:
+    """Standard steps of wall-clock to 95% (inf when not reached)."""
+    steps = run.summary.get("steps_to_95")
+    if steps is None:
+        return math.inf
+    cfg = run.config
+    if cfg["method"] != "neuralgrok":
+        return steps * costs[BASELINE_BENCH[cfg["method"]]]
+    if cfg.get("freeze_amplifier"):
+        return steps * costs[":ng_coef_frozen"]
+    gate = min(gate_step(run), steps)
+    return gate * costs[":ng_coef"] + (steps - gate) * costs[":ng_coef+meta_start_acc=0"]
+
+
+def worst_after_95(run: Run) -> float:
+    """The lowest test accuracy evaluated after the run first reached 95% (nan when it never did)."""
+    steps = run.summary.get("steps_to_95")
+    after = [row["test_acc"] for row in run.metrics if steps is not None and row["step"] >= steps]
+    return min(after) if after else math.nan
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.inf
+
+
+def fmt(x: float) -> str:
+    return "not reached" if math.isinf(x) else f"{x:,.0f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", type=Path, default=RESULTS / "meta_study" / "runs")
+    ap.add_argument("--baselines", type=Path, default=RESULTS / "meta_baselines" / "runs")
+    ap.add_argument("--bench", type=Path, default=RESULTS / "bench" / "methods" / "bench.json")
+    ap.add_argument("--dev", default="a+b:0", help="TASK:SEED of the development cell")
+    args = ap.parse_args(argv)
+    costs = step_costs(args.bench)
+    dev_task, dev_seed = args.dev.rsplit(":", 1)
+    finished = lambda folder: [r for r in map(load_run, sorted(folder.iterdir())) if r.finished]  # noqa: E731
+    sweeps = weight_decay_sweeps(group_runs(finished(args.baselines)))
+    lines = ["| task | variant | steps to 95% by seed | median | best baseline (weight decay): median steps | "
+             "steps ratio | wall-clock ratio | lowest test acc after 95%, variant / best baseline |",
+             "|---|---|---|---|---|---|---|---|"]
+    for task, groups in group_runs(finished(args.variants)).items():
+        if task not in sweeps:
+            continue
+        best = {family: best_point(points) for family, points in sweeps[task].items()}
+        base_steps = {f: median([r.summary["steps_to_95"] or math.inf for r in p.group.finished])
+                      for f, p in best.items()}
+        base_wall = {f: median([wall_units(r, costs) for r in p.group.finished]) for f, p in best.items()}
+        top = min(base_steps, key=base_steps.get)
+        for g in groups:
+            dev = lambda r: r.config["task"] == dev_task and str(r.config["seed"]) == dev_seed  # noqa: E731
+            runs = sorted(g.finished, key=lambda r: r.config["seed"])
+            counted = [r for r in runs if not dev(r)]
+            steps = median([r.summary["steps_to_95"] or math.inf for r in counted])
+            wall = median([wall_units(r, costs) for r in counted])
+            by_seed = " / ".join(("(" if dev(r) else "") + f"s{r.config['seed']} "
+                                 + fmt(r.summary["steps_to_95"] or math.inf) + (", dev)" if dev(r) else "")
+                                 for r in runs)
+            baseline = "; ".join(f"{f} ({best[f].weight_decay:g}): {fmt(base_steps[f])}" for f in best)
+            drops = [[x for x in map(worst_after_95, rs) if not math.isnan(x)]
+                     for rs in (counted, best[top].group.finished)]
+            drops = [f"{min(d):.0%}" if d else "—" for d in drops]
+            lines.append(f"| {task} | {g.label} | {by_seed} | {fmt(steps)} | {baseline} | "
+                         f"{steps / base_steps[top]:.2f} | {wall / min(base_wall.values()):.2f} | {' / '.join(drops)} |")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
