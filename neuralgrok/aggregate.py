@@ -264,10 +264,11 @@ class SweepPoint:
     group: Group
 
 
-def weight_decay_sweeps(grouped: dict[str, list[Group]]) -> dict[str, dict[str, list[SweepPoint]]]:
+def weight_decay_sweeps(grouped: dict[str, list[Group]],
+                        min_points: int = 2) -> dict[str, dict[str, list[SweepPoint]]]:
     """Per task, per method family ("standard" for "standard wd=0.001"), its swept weight decays in order.
 
-    Only families run at two or more weight decays count as swept.
+    Only families run at ``min_points`` or more weight decays count as swept.
     """
     out: dict[str, dict[str, list[SweepPoint]]] = {}
     for t, groups in grouped.items():
@@ -277,7 +278,7 @@ def weight_decay_sweeps(grouped: dict[str, list[Group]]) -> dict[str, dict[str, 
             if m and g.finished:
                 wd = float(g.finished[0].config.get("weight_decay", m["value"]))
                 families.setdefault(m["family"], []).append(SweepPoint(wd, g))
-        swept = {f: sorted(ps, key=lambda p: p.weight_decay) for f, ps in families.items() if len(ps) >= 2}
+        swept = {f: sorted(ps, key=lambda p: p.weight_decay) for f, ps in families.items() if len(ps) >= min_points}
         if swept:
             out[t] = swept
     return out

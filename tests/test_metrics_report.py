@@ -325,6 +325,11 @@ def test_weight_decay_sweep_best_tuned_table_and_figure(tmp_path, monkeypatch):
     lines = [(list(line.get_xdata()), list(line.get_ydata())) for ax in figures["steps_vs_weight_decay.png"].axes
              for line in ax.get_lines() if line.get_linestyle() == "-"]
     assert ([0.001, 0.01], [650.0, 400.0]) in [(x, [float(v) for v in np.asarray(y)]) for x, y in lines]
+    from neuralgrok.aggregate import group_runs, load_run, weight_decay_sweeps
+    grouped = group_runs([load_run(d) for d in dirs[:2]])  # one decay only: swept at min_points=1, not at 2
+    assert weight_decay_sweeps(grouped) == {}
+    [point] = weight_decay_sweeps(grouped, min_points=1)["(a*b) mod 97"]["standard"]
+    assert point.weight_decay == 0.0 and len(point.group.finished) == 2
 
 
 def test_amplifier_shape_is_the_softmax_weight_ratio():
