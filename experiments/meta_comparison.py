@@ -24,6 +24,7 @@ from pathlib import Path
 from neuralgrok.aggregate import Run, best_point, group_runs, load_run, weight_decay_sweeps
 
 RESULTS = Path(__file__).parent / "results"
+ORDER = ["a+b", "a-b", "a*b", "a*a-b"]  # Table 1's order
 BASELINE_BENCH = {"gradnorm": ":gradnorm_clip", "grokfast_ma": ":grokfast_ma_wd"}  # step cost is the same at any decay
 
 
@@ -68,6 +69,10 @@ def fmt(x: float) -> str:
     return "not reached" if math.isinf(x) else f"{x:,.0f}"
 
 
+def ratio(a: float, b: float) -> str:
+    return "—" if math.isinf(a) or math.isinf(b) else f"{a / b:.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", type=Path, default=RESULTS / "meta_study" / "runs")
@@ -82,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["| task | variant | steps to 95% by seed | median | best baseline (weight decay): median steps | "
              "steps ratio | wall-clock ratio | lowest test acc after 95%, variant / best baseline |",
              "|---|---|---|---|---|---|---|---|"]
-    for task, groups in group_runs(finished(args.variants)).items():
+    variants = group_runs(finished(args.variants))
+    for task, groups in sorted(variants.items(), key=lambda kv: ORDER.index(kv[1][0].task)
+                               if kv[1][0].task in ORDER else len(ORDER)):
         if task not in sweeps:
             continue
         best = {family: best_point(points) for family, points in sweeps[task].items()}
@@ -104,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                      for rs in (counted, best[top].group.finished)]
             drops = [f"{min(d):.0%}" if d else "—" for d in drops]
             lines.append(f"| {task} | {g.label} | {by_seed} | {fmt(steps)} | {baseline} | "
-                         f"{steps / base_steps[top]:.2f} | {wall / min(base_wall.values()):.2f} | {' / '.join(drops)} |")
+                         f"{ratio(steps, base_steps[top])} | {ratio(wall, min(base_wall.values()))} | "
+                         f"{' / '.join(drops)} |")
     print("\n".join(lines))
     return 0
 
