@@ -1,6 +1,7 @@
 """Issue 23's comparison: each meta-learned variant against the baselines at their best weight decay, task by task.
 
     python experiments/meta_comparison.py                  # the committed meta_study, meta_baselines and bench folders
+    python experiments/meta_comparison.py --hold experiments/results/meta_hold/runs    # does accuracy hold after 95%?
 
 For each task the baselines (``meta_baselines``: gradient normalisation + clip and Grokfast-MA,
 each swept over weight decay on the same seeds) are taken at their best weight decay by the
@@ -61,6 +62,23 @@ def worst_after_95(run: Run) -> float:
     return min(after) if after else math.nan
 
 
+def hold_rows(folder: Path) -> list[str]:
+    """Markdown rows for runs past their early stop: when 95% came, how long it held, where it ended."""
+    lines = ["| cell | steps to 95% | first evaluation below 90% after that | lowest test acc after 95% | "
+             "test acc at the end (step) |", "|---|---|---|---|---|"]
+    for run in (load_run(d) for d in sorted(folder.iterdir())):
+        s95 = next((row["step"] for row in run.metrics if row["test_acc"] >= 0.95), None)  # as summary.json's
+        after = [row for row in run.metrics if s95 is not None and row["step"] >= s95]
+        fell = next((row["step"] for row in after if row["test_acc"] < 0.9), None)
+        last = run.metrics[-1]
+        lines.append(f"| {run.path.name}{'' if run.finished else ' (running)'} | {fmt(s95 or math.inf)} | "
+                     f"{'never' if fell is None else f'{fell:,}'} | "
+                     f"{min(r['test_acc'] for r in after):.0%} | {last['test_acc']:.0%} ({last['step']:,}) |"
+                     if after else f"| {run.path.name}{'' if run.finished else ' (running)'} | not reached | — | — | "
+                                   f"{last['test_acc']:.0%} ({last['step']:,}) |")
+    return lines
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else math.inf
 
@@ -79,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baselines", type=Path, default=RESULTS / "meta_baselines" / "runs")
     ap.add_argument("--bench", type=Path, default=RESULTS / "bench" / "methods" / "bench.json")
     ap.add_argument("--dev", default="a+b:0", help="TASK:SEED of the development cell")
+    ap.add_argument("--hold", type=Path, help="instead, the table of runs trained past their early stop in this "
+                                              "runs folder (experiments/results/meta_hold/runs)")
     args = ap.parse_args(argv)
+    if args.hold:
+        print("\n".join(hold_rows(args.hold)))
+        return 0
     costs = step_costs(args.bench)
     dev_task, dev_seed = args.dev.rsplit(":", 1)
     finished = lambda folder: [r for r in map(load_run, sorted(folder.iterdir())) if r.finished]  # noqa: E731
