@@ -22,7 +22,7 @@ import math
 import statistics
 from pathlib import Path
 
-from neuralgrok.aggregate import Run, best_point, group_runs, load_run, weight_decay_sweeps
+from neuralgrok.aggregate import Run, best_point, first_row_at, group_runs, load_run, weight_decay_sweeps
 
 RESULTS = Path(__file__).parent / "results"
 ORDER = ["a+b", "a-b", "a*b", "a*a-b"]  # Table 1's order
@@ -67,7 +67,8 @@ def hold_rows(folder: Path) -> list[str]:
     lines = ["| cell | steps to 95% | first evaluation below 90% after that | lowest test acc after 95% | "
              "test acc at the end (step) |", "|---|---|---|---|---|"]
     for run in (load_run(d) for d in sorted(folder.iterdir())):
-        s95 = next((row["step"] for row in run.metrics if row["test_acc"] >= 0.95), None)  # as summary.json's
+        hit = first_row_at(run.metrics, 0.95)
+        s95 = hit["step"] if hit else None
         after = [row for row in run.metrics if s95 is not None and row["step"] >= s95]
         fell = next((row["step"] for row in after if row["test_acc"] < 0.9), None)
         last = run.metrics[-1]
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     costs = step_costs(args.bench)
     dev_task, dev_seed = args.dev.rsplit(":", 1)
+    dev = lambda r: r.config["task"] == dev_task and str(r.config["seed"]) == dev_seed  # noqa: E731
     finished = lambda folder: [r for r in map(load_run, sorted(folder.iterdir())) if r.finished]  # noqa: E731
     sweeps = weight_decay_sweeps(group_runs(finished(args.baselines)), min_points=1)  # a family at one decay so far too
     lines = ["| task | variant | steps to 95% by seed | median | best baseline (weight decay): median steps | "
@@ -121,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         base_wall = {f: median([wall_units(r, costs) for r in p.group.finished]) for f, p in best.items()}
         top = min(base_steps, key=base_steps.get)
         for g in groups:
-            dev = lambda r: r.config["task"] == dev_task and str(r.config["seed"]) == dev_seed  # noqa: E731
             runs = sorted(g.finished, key=lambda r: r.config["seed"])
             counted = [r for r in runs if not dev(r)]
             steps = median([r.summary["steps_to_95"] or math.inf for r in counted])

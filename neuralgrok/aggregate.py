@@ -140,7 +140,8 @@ def _median_spread(values: list[float]) -> str:
     return f"{_num(med)} ({_num(min(values))}–{_num(max(values))})"
 
 
-def _first_row_at(metrics: list[dict], threshold: float, key: str = "test_acc") -> dict | None:
+def first_row_at(metrics: list[dict], threshold: float, key: str = "test_acc") -> dict | None:
+    """The first metrics row whose ``key`` is at or above ``threshold`` (how summary.json's steps_to_N are found)."""
     return next((r for r in metrics if finite(r.get(key)) and r[key] >= threshold), None)
 
 
@@ -204,7 +205,7 @@ def table_row(g: Group, paper_table: dict | None) -> dict[str, str]:
     row["step cap"] = "—" if not caps else (str(caps[0]) if len(caps) == 1 else f"{caps[0]}–{caps[-1]}")
     walls = []
     for r in fin:
-        hit = _first_row_at(r.metrics, 0.95)
+        hit = first_row_at(r.metrics, 0.95)
         if hit is not None and finite(hit.get("elapsed_s")):
             walls.append(hit["elapsed_s"])
     row["wall s to 95%"] = f"{statistics.median(walls):.1f}" if walls else "—"
