@@ -14,7 +14,7 @@ from baselines.gradnorm import SCOPES
 from baselines.grokfast import REDUCTIONS
 
 from .amplifier import MODES
-from .feature_amplifier import FORMS, parse_features
+from .feature_amplifier import FORMS, THETA_REFS, parse_features
 from .losses import LOSSES
 from .methods import METHODS
 from .model import ARCHS
@@ -93,6 +93,9 @@ class RunConfig:
     amp_form: str = opt("mlp", "with --amp-features beyond g: mlp (a network of the features, --amp-hidden) or "
                                "coefficients (one learnt coefficient per tensor for the slow and weight terms, gain 1)",
                         "neuralgrok", choices=FORMS)
+    amp_theta_ref: str = opt("rms", "with --amp-features theta: the weight term's scale: rms (the weight over its "
+                                    "tensor's current rms) or init (over its rms at the run's first step, so the term "
+                                    "fades with the weights as an L2 decay does)", "neuralgrok", choices=THETA_REFS)
     amp_slow_alpha: float = opt(0.98, "with --amp-features slow: the average's momentum (as Grokfast-EMA's alpha)",
                                 "neuralgrok")
     amp_c: float = opt(1.0, "amplifier rescaling coefficient c", "neuralgrok")

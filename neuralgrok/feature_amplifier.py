@@ -5,7 +5,9 @@ For entry i of parameter tensor t the network reads (``--amp-features``, comma-s
 - ``g``: ĝ_i = g_i / rms_t(g), always;
 - ``slow``: ŝ_i = s_i / rms_t(s), with s an exponential average of past gradients
   (``--amp-slow-alpha``, as Grokfast-EMA keeps it: s starts at the first gradient);
-- ``theta``: θ̂_i = θ_i / rms_t(θ);
+- ``theta``: θ̂_i = θ_i / rms_t(θ), or with ``--amp-theta-ref init`` θ_i / rms_t(θ₀), the
+  tensor's rms at the run's first update (zero-rms tensors use 1), so that the weight term
+  shrinks with the weights as an L2 decay does instead of keeping unit size;
 - ``step``: log(1 + step) / log(1 + 10⁴), the same for every entry;
 - ``tensor``: a learnt 4-vector per parameter tensor (tensors beyond 64 share slots),
 
@@ -41,6 +43,7 @@ from .bilevel import AMPLIFIER_META, AmplifierFileError, NeuralGrok
 
 FEATURES = ("g", "slow", "theta", "step", "tensor")
 FORMS = ("mlp", "coefficients")  # --amp-form: a network of the features, or per-tensor coefficients of the terms
+THETA_REFS = ("rms", "init")  # --amp-theta-ref: the weight feature over its tensor's rms now, or at the first update
 TENSOR_SLOTS, EMBED_DIM = 64, 4
 MAX_LOG_GAIN = 20.0
 
@@ -107,12 +110,21 @@ class CoefficientAmplifier(nn.Module):
         return {"decay" if t == "theta" else t: coef[:, k].tolist() for k, t in enumerate(self.terms)}
 
 
+def tensor_rms(tensors) -> torch.Tensor:
+    """Each tensor's root-mean-square entry, 1 for an all-zero tensor (the weight feature's fixed scale)."""
+    rms = torch.stack([t.detach().to(torch.promote_types(t.dtype, torch.float32)).pow(2).mean().sqrt()
+                       for t in tensors])  # in float32 at least (bf16 weights)
+    return torch.where(rms > 0, rms, torch.ones_like(rms))
+
+
 def amplify_features(mlp: FeatureAmplifierMLP, grads, params, slow, step: int, c: float = 1.0,
-                     return_stats: bool = False, through_input: bool = False):
+                     return_stats: bool = False, through_input: bool = False, theta_rms: torch.Tensor | None = None):
     """``c·u/‖u‖`` per tensor with ``u = e^a ⊙ ĝ + b ⊙ ŝ + d ⊙ θ̂`` (see the module's docstring).
 
     Differentiable in the network's weights; the gradients, parameters and slow average
-    are constants unless ``through_input``.  With ``return_stats`` also returns the statistics.
+    are constants unless ``through_input``.  ``theta_rms`` (one number per tensor) fixes the
+    weight feature's scale (θ / theta_rms); by default it is each tensor's current rms.
+    With ``return_stats`` also returns the statistics.
     """
     sizes = tuple(g.numel() for g in grads)
     seg = _segment_ids(sizes, grads[0].device)
@@ -138,7 +150,8 @@ def amplify_features(mlp: FeatureAmplifierMLP, grads, params, slow, step: int, c
         columns.append(s_hat)
         terms.append(s_hat)
     if "theta" in mlp.features:
-        theta_hat = normed(flat(params))
+        theta = flat(params)
+        theta_hat = normed(theta) if theta_rms is None else theta / _take(theta_rms.to(theta), seg)
         columns.append(theta_hat)
         terms.append(theta_hat)
     if "step" in mlp.features:
@@ -166,9 +179,14 @@ def amplify_features(mlp: FeatureAmplifierMLP, grads, params, slow, step: int, c
 class FeatureNeuralGrok(NeuralGrok):
     """NeuralGrok whose amplifier reads :data:`FEATURES` and can add slow-gradient and weight terms."""
 
-    def __init__(self, features=("g", "slow", "theta"), slow_alpha: float = 0.98, form: str = "mlp", **kwargs):
+    def __init__(self, features=("g", "slow", "theta"), slow_alpha: float = 0.98, form: str = "mlp",
+                 theta_ref: str = "rms", **kwargs):
         if form not in FORMS:
             raise ValueError(f"amplifier form must be one of {', '.join(FORMS)}, got {form!r}")
+        if theta_ref not in THETA_REFS:
+            raise ValueError(f"amplifier theta reference must be one of {', '.join(THETA_REFS)}, got {theta_ref!r}")
+        self.theta_ref = theta_ref
+        self.theta_rms: torch.Tensor | None = None  # with theta_ref init: each tensor's rms at the first update
         self.features, self.slow_alpha, self.form = parse_features(",".join(features), form), float(slow_alpha), form
         self.slow: list[torch.Tensor] | None = None
         if form == "coefficients":
@@ -183,7 +201,8 @@ class FeatureNeuralGrok(NeuralGrok):
     @classmethod
     def from_config(cls, cfg, **extra) -> "FeatureNeuralGrok":
         return super().from_config(cfg, features=parse_features(cfg.amp_features, cfg.amp_form),
-                                   slow_alpha=cfg.amp_slow_alpha, form=cfg.amp_form, **extra)
+                                   slow_alpha=cfg.amp_slow_alpha, form=cfg.amp_form, theta_ref=cfg.amp_theta_ref,
+                                   **extra)
 
     def make_amplifier(self) -> nn.Module:
         if self.form == "coefficients":
@@ -193,6 +212,8 @@ class FeatureNeuralGrok(NeuralGrok):
     def update(self, grads: list[torch.Tensor], ctx: Context) -> Update:
         """As NeuralGrok's, with this step's slow average as an input; the average advances when committed."""
         self._check_tensors(len(grads))
+        if self.theta_ref == "init" and self.theta_rms is None and "theta" in self.features and ctx.params is not None:
+            self.theta_rms = tensor_rms(ctx.params)
         slow = self._next_slow(grads)
         self._now = (slow, ctx.step)
         u = super().update(grads, ctx)
@@ -214,8 +235,13 @@ class FeatureNeuralGrok(NeuralGrok):
         """As NeuralGrok's; also reads how many parameter tensors the amplifier was learnt on, where recorded."""
         super().load_amplifier(path)
         meta = (Path(path) if Path(path).is_dir() else Path(path).parent) / AMPLIFIER_META
-        if self.by_position and meta.exists():
-            self.n_tensors = json.loads(meta.read_text()).get("tensors")
+        info = json.loads(meta.read_text()) if meta.exists() else {}
+        learnt_ref = info.get("theta_ref", "rms")  # files that predate the option were learnt with rms
+        if "theta" in self.features and info and learnt_ref != self.theta_ref:
+            raise AmplifierFileError(f"the loaded amplifier was learnt with --amp-theta-ref {learnt_ref}; this run "
+                                     f"uses {self.theta_ref}")
+        if self.by_position:
+            self.n_tensors = info.get("tensors")
 
     @torch.no_grad()
     def _next_slow(self, grads) -> list[torch.Tensor] | None:
@@ -230,20 +256,23 @@ class FeatureNeuralGrok(NeuralGrok):
         if params is None:
             raise ValueError("the feature amplifier needs the parameters (Context.params)")
         if with_stats:
-            return amplify_features(self.mlp, grads, params, slow, step, self.c, True, through_input)
-        return amplify_features(self.mlp, grads, params, slow, step, self.c, False, through_input), None
+            return amplify_features(self.mlp, grads, params, slow, step, self.c, True, through_input, self.theta_rms)
+        return amplify_features(self.mlp, grads, params, slow, step, self.c, False, through_input,
+                                self.theta_rms), None
 
     def _stats(self, stats: dict, outer_loss: float | None) -> dict:
         return {"outer_loss": outer_loss, **stats}
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "slow": None if self.slow is None else [s.clone() for s in self.slow]}
+        return {**super().state_dict(), "slow": None if self.slow is None else [s.clone() for s in self.slow],
+                "theta_rms": None if self.theta_rms is None else self.theta_rms.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.slow = state["slow"]
+        self.theta_rms = state.get("theta_rms")  # absent from checkpoints that predate --amp-theta-ref
 
     def meta_info(self) -> dict:
         info = {**super().meta_info(), "features": list(self.features), "slow_alpha": self.slow_alpha,
-                "form": self.form}
+                "form": self.form, **({"theta_ref": self.theta_ref} if "theta" in self.features else {})}
         return {**info, "tensors": self.n_tensors} if self.by_position and self.n_tensors else info

@@ -9,7 +9,7 @@ from baselines import Context, GradNorm
 from neuralgrok.cli import main
 from neuralgrok.config import ConfigError, build
 from neuralgrok.feature_amplifier import (EMBED_DIM, FEATURES, CoefficientAmplifier, FeatureAmplifierMLP,
-                                          FeatureNeuralGrok, amplify_features)
+                                          FeatureNeuralGrok, amplify_features, tensor_rms)
 from neuralgrok.trainer import build_model, task_data
 
 from conftest import TINY
@@ -113,6 +113,43 @@ def test_coefficient_form_adds_each_tensors_terms_in_its_own_proportions(feature
             u = u + amp.coef[t, k] * term / term.norm()
         torch.testing.assert_close(new[t], 0.7 * u / u.norm(), rtol=1e-12, atol=1e-15)
     assert stats["amp_gain_std"] == 0 and stats["amp_dev"] > 0.01
+
+
+def test_weight_term_against_the_first_updates_scale_fades_with_the_weights():
+    grads, slow, params = _tensors()
+    params[3].zero_()  # an all-zero tensor (a bias at init) is divided by 1
+    ng = FeatureNeuralGrok(features=("g", "slow", "theta"), form="coefficients", theta_ref="init", frozen=True)
+    ng.mlp.double()
+    torch.manual_seed(3)
+    torch.nn.init.normal_(ng.mlp.coef)
+    ng(grads, Context(step=0, params=params))
+    rms0 = [th.pow(2).mean().sqrt().item() or 1.0 for th in params]
+    torch.testing.assert_close(ng.theta_rms, torch.tensor(rms0, dtype=torch.float64), rtol=1e-6, atol=0)
+    later = [3.0 * th + 0.1 for th in params]  # the weights grow; the scale stays the first update's, so the term grows
+    new = ng(grads, Context(step=1, params=later))
+    for t, (g, s, th) in enumerate(zip(grads, slow, later)):
+        cur_slow = ng.slow[t]
+        u = (g / g.pow(2).mean().sqrt() + ng.mlp.coef[t, 0] * cur_slow / cur_slow.pow(2).mean().sqrt()
+             + ng.mlp.coef[t, 1] * th / rms0[t])
+        torch.testing.assert_close(new[t], u / u.norm(), rtol=1e-10, atol=1e-14)
+    resumed = FeatureNeuralGrok(features=("g", "slow", "theta"), form="coefficients", theta_ref="init", frozen=True)
+    resumed.load_state_dict(ng.state_dict())
+    torch.testing.assert_close(resumed.theta_rms, ng.theta_rms)
+    assert torch.equal(tensor_rms([torch.zeros(3), torch.full((4,), 2.0)]), torch.tensor([1.0, 2.0]))
+
+
+def test_an_amplifier_learnt_with_one_weight_scale_is_refused_by_the_other(tmp_path, capsys):
+    args = [*TINY, "--method", "neuralgrok", "--amp-features", "g,theta", "--amp-form", "coefficients",
+            "--max-steps", "4", "--meta-every", "2", "--meta-lr", "1e-2", "--amp-theta-ref", "init"]
+    assert main(["train", "--out", str(tmp_path / "a"), *args]) == 0
+    assert json.loads((tmp_path / "a" / "amplifier.json").read_text())["theta_ref"] == "init"
+    frozen = ["--amplifier", str(tmp_path / "a"), "--freeze-amplifier"]
+    assert main(["train", "--out", str(tmp_path / "b"), *args[:-2], *frozen]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.endswith("learnt with --amp-theta-ref init; this run uses rms")
+    assert main(["train", "--out", str(tmp_path / "c"), *args, *frozen]) == 0
+    with pytest.raises(ConfigError, match="--amp-theta-ref"):
+        build({"method": "neuralgrok", "amp_theta_ref": "final"})
 
 
 def test_trains_and_records_its_features(tmp_path):

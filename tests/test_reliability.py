@@ -25,7 +25,8 @@ METHODS = {"standard": [], "grokfast_ma": ["--method", "grokfast_ma", "--ma-wind
            "neuralgrok_features": ["--method", "neuralgrok", "--amp-features", "g,slow,theta,step,tensor",
                                    "--amp-hidden", "8", "--meta-every", "2"],
            "neuralgrok_gated": ["--method", "neuralgrok", "--amp-features", "g,slow,theta", "--amp-form",
-                                "coefficients", "--meta-every", "2", "--meta-start-acc", "0.5"]}
+                                "coefficients", "--meta-every", "2", "--meta-start-acc", "0.5",
+                                "--amp-theta-ref", "init"]}  # its weight scale, taken at step 0, is restored
 
 
 def metrics(folder):
