@@ -8,7 +8,8 @@ each swept over weight decay on the same seeds) are taken at their best weight d
 report's rule (most seeds reaching 95%, then the fewest median steps). A variant's ratio is its
 median steps to 95% over seeds over the best baseline's median; a seed that did not reach 95%
 counts as infinitely many steps. Wall-clock is counted in standard steps from the measured step
-costs (``bench/methods/bench.json``): a frozen amplifier's step costs its frozen step; the gated
+costs (``bench/methods/bench.json``): a frozen amplifier's step costs its frozen step (with the weight term
+over its step-0 rms, that variant's own); the gated
 variant's steps cost its inner step until the evaluation that opened the gate and its amortised
 meta-step iteration after; a baseline's step costs its own. The last column is the lowest test
 accuracy any counted seed fell to after first reaching 95% (how well the accuracy holds). The development cell (the task and seed
@@ -49,8 +50,8 @@ def wall_units(run: Run, costs: dict[str, float]) -> float:
     cfg = run.config
     if cfg["method"] != "neuralgrok":
         return steps * costs[BASELINE_BENCH[cfg["method"]]]
-    if cfg.get("freeze_amplifier"):
-        return steps * costs[":ng_coef_frozen"]
+    if cfg.get("freeze_amplifier"):  # the averaged control does the frozen step's work; the step-0 scale its own
+        return steps * costs[":ng_coef_init_frozen" if cfg.get("amp_theta_ref") == "init" else ":ng_coef_frozen"]
     gate = min(gate_step(run), steps)
     return gate * costs[":ng_coef"] + (steps - gate) * costs[":ng_coef+meta_start_acc=0"]
 

@@ -1,0 +1,51 @@
+"""experiments/meta_comparison.py on made-up run folders: best baseline per task, step and wall-clock ratios by hand."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[1] / "experiments" / "meta_comparison.py"
+
+
+@pytest.fixture(scope="module")
+def meta_comparison():
+    spec = importlib.util.spec_from_file_location("meta_comparison", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_run(root: Path, name: str, steps_to_95: int | None, **config) -> None:
+    run = root / name
+    run.mkdir(parents=True)
+    config = {"task": "a+b", "p": 97, "weight_decay": 1e-3, **config}
+    (run / "config.json").write_text(json.dumps(config))
+    last = 3000 if steps_to_95 is None else steps_to_95 + 100
+    rows = [{"step": s, "test_acc": 0.5 if steps_to_95 is None or s < steps_to_95 else acc}
+            for s, acc in ((0, 0.0), (steps_to_95 or 10, 0.97), (last, 0.99))]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "summary.json").write_text(json.dumps({"steps_to_95": steps_to_95, "steps": last}))
+
+
+def test_ratios_against_the_best_baseline_at_its_best_decay(meta_comparison, tmp_path, capsys):
+    base, var = tmp_path / "baselines", tmp_path / "variants"
+    for seed, (gn1, gn3, ma) in enumerate([(1000, 2000, 850), (800, 2000, 860), (900, None, 840)]):
+        write_run(base, f"gn1-s{seed}", gn1, seed=seed, method="gradnorm", label="gnclip wd=0.001")
+        write_run(base, f"gn3-s{seed}", gn3, seed=seed, method="gradnorm", label="gnclip wd=0.003",
+                  weight_decay=3e-3)
+        write_run(base, f"ma-s{seed}", ma, seed=seed, method="grokfast_ma", label="ma wd=0.01", weight_decay=1e-2)
+    frozen = dict(method="neuralgrok", freeze_amplifier=True)
+    for seed, (rms, init) in enumerate([(100, 100), (450, 600), (550, 700)]):  # seed 0: the development cell
+        write_run(var, f"rms-s{seed}", rms, seed=seed, label="frozen", **frozen)
+        write_run(var, f"init-s{seed}", init, seed=seed, label="frozen init", amp_theta_ref="init", **frozen)
+    bench = tmp_path / "bench.json"
+    costs = {":gradnorm_clip": 0.98, ":grokfast_ma_wd": 1.0, ":ng_coef_frozen": 1.15, ":ng_coef_init_frozen": 1.1}
+    bench.write_text(json.dumps({"rows": [{"cell": f"grid.toml{k}", "ratio": v} for k, v in costs.items()]}))
+    assert meta_comparison.main(["--variants", str(var), "--baselines", str(base), "--bench", str(bench)]) == 0
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]}
+    best_ma = 850  # Grokfast-MA's median beats gradnorm's best decay (1e-3: 900; 3e-3 reached on 2 of 3 seeds)
+    assert "gnclip (0.001): 900; ma (0.01): 850" in rows["frozen"][4]
+    assert rows["frozen"][2] == "(s0 100, dev) / s1 450 / s2 550" and rows["frozen"][3] == "500"
+    assert rows["frozen"][5] == f"{500 / best_ma:.2f}" and rows["frozen"][6] == f"{500 * 1.15 / (best_ma * 1.0):.2f}"
+    assert rows["frozen init"][5] == f"{650 / best_ma:.2f}" and rows["frozen init"][6] == f"{650 * 1.1 / best_ma:.2f}"
