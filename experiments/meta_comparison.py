@@ -5,7 +5,8 @@
 
 For each task the baselines (``meta_baselines``: gradient normalisation + clip and Grokfast-MA,
 each swept over weight decay on the same seeds) are taken at their best weight decay by the
-report's rule (most seeds reaching 95%, then the fewest median steps). A variant's ratio is its
+report's rule (most seeds reaching 95%, then the fewest median steps), among the decays finished on
+as many seeds as the most complete one. A variant's ratio is its
 median steps to 95% over seeds over the best baseline's median; a seed that did not reach 95%
 counts as infinitely many steps. Wall-clock is counted in standard steps from the measured step
 costs (``bench/methods/bench.json``): a frozen amplifier's step costs its frozen step (with the weight term
@@ -81,6 +82,12 @@ def hold_rows(folder: Path) -> list[str]:
     return lines
 
 
+def complete(points: list) -> list:
+    """The sweep points run on as many seeds as the best-covered one: a decay still running on fewer cannot win."""
+    most = max(len(p.group.finished) for p in points)
+    return [p for p in points if len(p.group.finished) == most]
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else math.inf
 
@@ -118,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                                if kv[1][0].task in ORDER else len(ORDER)):
         if task not in sweeps:
             continue
-        best = {family: best_point(points) for family, points in sweeps[task].items()}
+        best = {family: best_point(complete(points)) for family, points in sweeps[task].items()}
         base_steps = {f: median([r.summary["steps_to_95"] or math.inf for r in p.group.finished])
                       for f, p in best.items()}
         base_wall = {f: median([wall_units(r, costs) for r in p.group.finished]) for f, p in best.items()}

@@ -35,6 +35,7 @@ def test_ratios_against_the_best_baseline_at_its_best_decay(meta_comparison, tmp
         write_run(base, f"gn3-s{seed}", gn3, seed=seed, method="gradnorm", label="gnclip wd=0.003",
                   weight_decay=3e-3)
         write_run(base, f"ma-s{seed}", ma, seed=seed, method="grokfast_ma", label="ma wd=0.01", weight_decay=1e-2)
+    write_run(base, "gn03-s0", 300, seed=0, method="gradnorm", label="gnclip wd=0.0003", weight_decay=3e-4)  # 1 seed
     frozen = dict(method="neuralgrok", freeze_amplifier=True)
     for seed, (rms, init) in enumerate([(100, 100), (450, 600), (550, 700)]):  # seed 0: the development cell
         write_run(var, f"rms-s{seed}", rms, seed=seed, label="frozen", **frozen)
