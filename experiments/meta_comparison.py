@@ -82,12 +82,6 @@ def hold_rows(folder: Path) -> list[str]:
     return lines
 
 
-def complete(points: list) -> list:
-    """The sweep points run on as many seeds as the best-covered one: a decay still running on fewer cannot win."""
-    most = max(len(p.group.finished) for p in points)
-    return [p for p in points if len(p.group.finished) == most]
-
-
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else math.inf
 
@@ -125,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                                if kv[1][0].task in ORDER else len(ORDER)):
         if task not in sweeps:
             continue
-        best = {family: best_point(complete(points)) for family, points in sweeps[task].items()}
+        best = {family: best_point(points) for family, points in sweeps[task].items()}
         base_steps = {f: median([r.summary["steps_to_95"] or math.inf for r in p.group.finished])
                       for f, p in best.items()}
         base_wall = {f: median([wall_units(r, costs) for r in p.group.finished]) for f, p in best.items()}

@@ -286,11 +286,16 @@ def weight_decay_sweeps(grouped: dict[str, list[Group]],
 
 
 def best_point(points: list[SweepPoint]) -> SweepPoint:
-    """The best weight decay of a sweep: the largest share of seeds reaching 95%, then the fewest median steps."""
+    """The best weight decay of a sweep: the largest share of seeds reaching 95%, then the fewest median steps.
+
+    Only decays finished on as many seeds as the most complete one compete, so that a decay whose
+    other seeds are still running cannot win on one lucky seed.
+    """
     def score(p: SweepPoint) -> tuple:
         reached = p.group.reached(95)
         return (-len(reached) / len(p.group.finished), statistics.median(reached) if reached else math.inf)
-    return min(points, key=score)
+    most = max(len(p.group.finished) for p in points)
+    return min((p for p in points if len(p.group.finished) == most), key=score)
 
 
 def best_tuned_rows(sweeps: dict[str, dict[str, list[SweepPoint]]]) -> list[dict[str, str]]:
