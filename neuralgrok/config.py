@@ -285,6 +285,9 @@ def validate(cfg: RunConfig) -> None:
         parse_features(cfg.amp_features, cfg.amp_form)
     except ValueError as e:
         raise ConfigError(f"--amp-features: {e}") from None
+    _check(cfg.amp_theta_ref == "rms" or "theta" in (x.strip() for x in cfg.amp_features.split(",")),
+           f"--amp-theta-ref {cfg.amp_theta_ref} scales the weight term: it needs theta in --amp-features, "
+           f"got {cfg.amp_features!r}")
     _check(0.0 <= cfg.amp_slow_alpha < 1.0, f"--amp-slow-alpha must be in [0, 1), got {cfg.amp_slow_alpha}")
     _check(cfg.amp_c > 0, f"--amp-c must be > 0, got {cfg.amp_c}")
     _check(cfg.meta_lr > 0, f"--meta-lr must be > 0, got {cfg.meta_lr}")

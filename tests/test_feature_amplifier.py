@@ -150,6 +150,8 @@ def test_an_amplifier_learnt_with_one_weight_scale_is_refused_by_the_other(tmp_p
     assert main(["train", "--out", str(tmp_path / "c"), *args, *frozen]) == 0
     with pytest.raises(ConfigError, match="--amp-theta-ref"):
         build({"method": "neuralgrok", "amp_theta_ref": "final"})
+    with pytest.raises(ConfigError, match="--amp-theta-ref init scales the weight term: it needs theta"):
+        build({"method": "neuralgrok", "amp_features": "g,slow", "amp_theta_ref": "init"})
 
 
 def test_trains_and_records_its_features(tmp_path):
