@@ -255,10 +255,8 @@ class FeatureNeuralGrok(NeuralGrok):
         slow, step = self._now
         if params is None:
             raise ValueError("the feature amplifier needs the parameters (Context.params)")
-        if with_stats:
-            return amplify_features(self.mlp, grads, params, slow, step, self.c, True, through_input, self.theta_rms)
-        return amplify_features(self.mlp, grads, params, slow, step, self.c, False, through_input,
-                                self.theta_rms), None
+        out = amplify_features(self.mlp, grads, params, slow, step, self.c, with_stats, through_input, self.theta_rms)
+        return out if with_stats else (out, None)
 
     def _stats(self, stats: dict, outer_loss: float | None) -> dict:
         return {"outer_loss": outer_loss, **stats}

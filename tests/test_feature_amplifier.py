@@ -127,9 +127,8 @@ def test_weight_term_against_the_first_updates_scale_fades_with_the_weights():
     torch.testing.assert_close(ng.theta_rms, torch.tensor(rms0, dtype=torch.float64), rtol=1e-6, atol=0)
     later = [3.0 * th + 0.1 for th in params]  # the weights grow; the scale stays the first update's, so the term grows
     new = ng(grads, Context(step=1, params=later))
-    for t, (g, s, th) in enumerate(zip(grads, slow, later)):
-        cur_slow = ng.slow[t]
-        u = (g / g.pow(2).mean().sqrt() + ng.mlp.coef[t, 0] * cur_slow / cur_slow.pow(2).mean().sqrt()
+    for t, (g, s, th) in enumerate(zip(grads, ng.slow, later)):  # ng.slow: this step's average, now committed
+        u = (g / g.pow(2).mean().sqrt() + ng.mlp.coef[t, 0] * s / s.pow(2).mean().sqrt()
              + ng.mlp.coef[t, 1] * th / rms0[t])
         torch.testing.assert_close(new[t], u / u.norm(), rtol=1e-10, atol=1e-14)
     resumed = FeatureNeuralGrok(features=("g", "slow", "theta"), form="coefficients", theta_ref="init", frozen=True)
