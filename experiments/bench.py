@@ -9,8 +9,9 @@ with meta step every T: the inner step (no meta step), the meta-step iteration (
 meta step plus the inner step that reuses its transformed gradient) and the amortised
 step ``((T−1)·inner + meta)/T``.  The peer is a re-implementation of the public code's
 step: the dense MLP applied tensor by tensor, a deep copy of the model whose batch
-gradient is recomputed for the look-ahead.  Peak memory is the resident-set high-water
-mark of a fresh process over 2·T steps of one variant, reset after start-up (``--memory``).
+gradient is recomputed for the look-ahead, every forward over the whole sequence.  Peak
+memory is the resident-set high-water mark of a fresh process over 2·T steps of one
+variant, reset after start-up (``--memory``).
 """
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ from torch.func import functional_call
 
 from neuralgrok.amplifier import AmplifierMLP
 from neuralgrok.config import build
-from neuralgrok.model import answer_logits
 from neuralgrok.trainer import Trainer
 
 PAPER = dict(task="a*b", p=97, weight_decay=1e-3)
@@ -70,7 +70,7 @@ class PublicStyleStep:
         x, y = t._batch(t.stream.next())
         if self.calls % self.every == 0:
             shadow = copy.deepcopy(model)
-            F.cross_entropy(answer_logits(shadow, x), y).backward()
+            F.cross_entropy(shadow(x)[:, -1], y).backward()  # the public code's full-sequence forward
             grads = [p.grad.detach() for p in shadow.parameters()]
             new = self._amplify(grads)
             lr = t.inner_opt.param_groups[0]["lr"]
@@ -80,7 +80,7 @@ class PublicStyleStep:
             self.meta_opt.zero_grad()
             F.cross_entropy(functional_call(shadow, params, (xo,))[:, -1], yo).backward()
             self.meta_opt.step()
-        loss = F.cross_entropy(answer_logits(model, x), y)
+        loss = F.cross_entropy(model(x)[:, -1], y)
         loss.backward()
         with torch.no_grad():
             new = self._amplify([p.grad for p in model.parameters()])

@@ -255,7 +255,7 @@ class Trainer:
         names = [n for n, _ in model.named_parameters()]
         x, y = self._batch(stream.next())
         with self.acc.autocast():
-            logits = functional_call(model, dict(zip(names, params)), (x,))[:, -1]
+            logits = functional_call(model, dict(zip(names, params)), (x,), {"answer_only": True})
         return cross_entropy(logits, y, self.cfg.loss, reduction="sum") / stream.batch_size
 
     def _sum_over_processes(self, t: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,26 @@ def test_later_tokens_never_change_earlier_logits(arch):
         assert not torch.allclose(model(z)[:, t], base[:, t])
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("layers", [1, 3])
+def test_answer_only_forward_is_the_last_position_of_the_whole_one(arch, layers):
+    """The cheaper forward computes the same function: its logits and every gradient equal the full forward's."""
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=20, seq_len=6, n_layers=layers, d_model=32, n_heads=4, arch=arch)).double()
+    x, y = torch.randint(0, 20, (7, 6)), torch.randint(0, 20, (7,))
+    grads = []
+    for logits in (model(x)[:, -1], model(x, answer_only=True)):
+        assert logits.shape == (7, 20)
+        model.zero_grad()
+        nn.functional.cross_entropy(logits, y).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert torch.allclose(model(x, answer_only=True), model(x)[:, -1], atol=1e-12, rtol=0)
+    assert torch.allclose(answer_logits(model, x), model(x)[:, -1], atol=1e-12, rtol=0)
+    for (name, _), full, last in zip(model.named_parameters(), *grads):
+        assert full.abs().max() > 0, name  # every parameter matters to the answer, in both forwards
+        assert torch.allclose(last, full, atol=1e-12, rtol=0), name
+
+
 class OracleBlock(nn.Module):
     """The published codes' block written with torch's own modules, sequence-first (T, B, C)."""
 
