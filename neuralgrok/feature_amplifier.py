@@ -38,7 +38,7 @@ from torch import nn
 
 from baselines import Context, Update
 
-from .amplifier import _segment_ids, _take
+from .amplifier import _segment_ids
 from .bilevel import AMPLIFIER_META, AmplifierFileError, NeuralGrok
 
 FEATURES = ("g", "slow", "theta", "step", "tensor")
@@ -75,7 +75,13 @@ class FeatureAmplifierMLP(nn.Module):
         nn.init.zeros_(self.layers[-1].weight)
         nn.init.zeros_(self.layers[-1].bias)
 
-    def forward(self, x: torch.Tensor, tensor_ids: torch.Tensor) -> torch.Tensor:
+    def tensor_outputs(self, columns: list[list[torch.Tensor]], sizes: tuple[int, ...]) -> list[torch.Tensor]:
+        """Each tensor's (entries, outputs) from per-tensor feature columns: every entry in one batch."""
+        x = torch.stack([torch.cat(column) for column in columns], dim=1)
+        ids = _segment_ids(sizes, x.device) if self.embed is not None else None
+        return list(self(x, ids).split(sizes))
+
+    def forward(self, x: torch.Tensor, tensor_ids: torch.Tensor | None) -> torch.Tensor:
         if self.embed is not None:
             x = torch.cat([x, self.embed(tensor_ids % TENSOR_SLOTS)], dim=1)
         for i, layer in enumerate(self.layers):
@@ -99,10 +105,15 @@ class CoefficientAmplifier(nn.Module):
         self.n_out = 1 + len(self.terms)
         self.coef = nn.Parameter(torch.zeros(TENSOR_SLOTS, len(self.terms)))
 
-    def forward(self, x: torch.Tensor, tensor_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | None, tensor_ids: torch.Tensor) -> torch.Tensor:
         # an embedding lookup, not indexing: indexing's backward is not deterministic on several threads
         coef = nn.functional.embedding(tensor_ids % TENSOR_SLOTS, self.coef)
         return torch.cat([torch.zeros_like(coef[:, :1]), coef], dim=1)
+
+    def tensor_outputs(self, columns: list[list[torch.Tensor]], sizes: tuple[int, ...]) -> list[torch.Tensor]:
+        """Each tensor's outputs as one (1, outputs) row, for all its entries (the features are not read)."""
+        ids = torch.arange(len(sizes), device=self.coef.device)
+        return list(self(None, ids).split(1))
 
     def per_tensor(self, n_tensors: int) -> dict[str, list[float]]:
         """Each term's coefficient for tensors 0..n-1 (the weight term as ``decay``), as the forward pass reads them."""
@@ -117,6 +128,12 @@ def tensor_rms(tensors) -> torch.Tensor:
     return torch.where(rms > 0, rms, torch.ones_like(rms))
 
 
+def _norms(ts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """‖v‖ of each tensor as 0-dim tensors, 1 for an all-zero tensor (and no NaN derivative there)."""
+    sq = torch.stack([(t * t).sum() for t in ts])
+    return list(torch.where(sq > 0, sq, torch.ones_like(sq)).sqrt().unbind())
+
+
 def amplify_features(mlp: FeatureAmplifierMLP, grads, params, slow, step: int, c: float = 1.0,
                      return_stats: bool = False, through_input: bool = False, theta_rms: torch.Tensor | None = None):
     """``c·u/‖u‖`` per tensor with ``u = e^a ⊙ ĝ + b ⊙ ŝ + d ⊙ θ̂`` (see the module's docstring).
@@ -124,55 +141,54 @@ def amplify_features(mlp: FeatureAmplifierMLP, grads, params, slow, step: int, c
     Differentiable in the network's weights; the gradients, parameters and slow average
     are constants unless ``through_input``.  ``theta_rms`` (one number per tensor) fixes the
     weight feature's scale (θ / theta_rms); by default it is each tensor's current rms.
-    With ``return_stats`` also returns the statistics.
+    With ``return_stats`` also returns the statistics.  Works tensor by tensor: per-tensor
+    scales multiply each tensor's entries directly, and only the network form gathers every
+    entry's features into one batch.
     """
     sizes = tuple(g.numel() for g in grads)
-    seg = _segment_ids(sizes, grads[0].device)
-    n = len(sizes)
 
-    def flat(ts):
-        return torch.cat([(t if through_input else t.detach()).reshape(-1) for t in ts])
+    def entries(ts):
+        return [(t if through_input else t.detach()).reshape(-1) for t in ts]
 
-    def per_tensor_norm(v):  # ‖v‖ per tensor, 1 for an all-zero tensor (and no NaN derivative there)
-        sq = torch.zeros(n, dtype=v.dtype, device=v.device).index_add(0, seg, v * v)
-        return torch.where(sq > 0, sq, torch.ones_like(sq)).sqrt()
+    def normed(vs):  # each v over its rms
+        return [v / (norm / math.sqrt(v.numel())) for v, norm in zip(vs, _norms(vs))]
 
-    counts = torch.tensor(sizes, dtype=grads[0].dtype, device=grads[0].device)
-
-    def normed(v):  # v / rms over its tensor
-        return v / _take(per_tensor_norm(v) / counts.sqrt(), seg)
-
-    g = flat(grads)
+    g = entries(grads)
     g_hat = normed(g)
     columns, terms = [g_hat], []
     if "slow" in mlp.features:
-        s_hat = normed(flat(slow))
-        columns.append(s_hat)
-        terms.append(s_hat)
+        terms.append(normed(entries(slow)))
     if "theta" in mlp.features:
-        theta = flat(params)
-        theta_hat = normed(theta) if theta_rms is None else theta / _take(theta_rms.to(theta), seg)
-        columns.append(theta_hat)
-        terms.append(theta_hat)
+        theta = entries(params)
+        terms.append(normed(theta) if theta_rms is None
+                     else [t / r for t, r in zip(theta, theta_rms.to(theta[0]).unbind())])
+    columns += terms
     if "step" in mlp.features:
-        columns.append(torch.full_like(g, math.log1p(step) / math.log1p(1e4)))
-    out = mlp(torch.stack(columns, dim=1), seg)
-    gain = torch.exp(out[:, 0].clamp(-MAX_LOG_GAIN, MAX_LOG_GAIN))
-    u = gain * g_hat
-    for k, term in enumerate(terms, start=1):
-        u = u + out[:, k] * term
-    new_flat = c * u / _take(per_tensor_norm(u), seg)
-    new = [t.reshape(src.shape).to(src.dtype) for t, src in zip(new_flat.split(sizes), grads)]
+        columns.append([torch.full_like(v, math.log1p(step) / math.log1p(1e4)) for v in g])
+    outs = mlp.tensor_outputs(columns, sizes)  # per tensor: (entries, outputs), or (1, outputs) for all its entries
+    gains = [torch.exp(out[:, 0].clamp(-MAX_LOG_GAIN, MAX_LOG_GAIN)) for out in outs]
+    us = []
+    for i, (out, gain) in enumerate(zip(outs, gains)):
+        u = gain * g_hat[i]
+        for k, term in enumerate(terms, start=1):
+            u = u + out[:, k] * term[i]
+        us.append(u)
+    new_entries = [c * u / norm for u, norm in zip(us, _norms(us))]
+    new = [t.reshape(src.shape).to(src.dtype) for t, src in zip(new_entries, grads)]
     if not return_stats:
         return new
     with torch.no_grad():
-        plain = c * g_hat / _take(per_tensor_norm(g_hat), seg)
-        stats = {"amp_dev": ((new_flat - plain).norm() / plain.norm()).item(),
+        def every_entry(per_tensor):  # one value per entry, per-tensor outputs repeated over their tensor
+            return torch.cat([v.expand(n) for v, n in zip(per_tensor, sizes)])
+        plain = torch.cat([c * v / norm for v, norm in zip(g_hat, _norms(g_hat))])
+        flat_new, gain = torch.cat(new_entries), every_entry(gains)
+        g_norm = torch.cat(g).norm()
+        stats = {"amp_dev": ((flat_new - plain).norm() / plain.norm()).item(),
                  "amp_gain_std": (gain.std() / gain.mean()).item(),
-                 "norm_ratio": (new_flat.norm() / g.norm()).item() if g.norm() > 0 else 0.0}
+                 "norm_ratio": (flat_new.norm() / g_norm).item() if g_norm > 0 else 0.0}
         names = [f for f in ("slow", "theta") if f in mlp.features]
         for k, name in enumerate(names, start=1):
-            stats["amp_slow" if name == "slow" else "amp_decay"] = out[:, k].mean().item()
+            stats["amp_slow" if name == "slow" else "amp_decay"] = every_entry([o[:, k] for o in outs]).mean().item()
     return new, stats
 
 
