@@ -2,6 +2,7 @@
 
     python experiments/meta_comparison.py                  # the committed meta_study, meta_baselines and bench folders
     python experiments/meta_comparison.py --hold experiments/results/meta_hold/runs    # does accuracy hold after 95%?
+    python experiments/meta_comparison.py --variants experiments/results/meta_pertask/runs --seeds 1,2
 
 For each task the baselines (``meta_baselines``: gradient normalisation + clip and Grokfast-MA,
 each swept over weight decay on the same seeds) are taken at their best weight decay by the
@@ -14,7 +15,8 @@ over its step-0 rms, that variant's own); the gated
 variant's steps cost its inner step until the evaluation that opened the gate and its amortised
 meta-step iteration after; a baseline's step costs its own. The last column is the lowest test
 accuracy any counted seed fell to after first reaching 95% (how well the accuracy holds). The development cell (the task and seed
-the variants were chosen on) is shown and left out of the medians.
+the variants were chosen on) is shown and left out of the medians. ``--seeds`` keeps only runs of those
+seeds, the baselines' too, so that variants evaluated on some seeds meet the baselines on the same ones.
 """
 from __future__ import annotations
 
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baselines", type=Path, default=RESULTS / "meta_baselines" / "runs")
     ap.add_argument("--bench", type=Path, default=RESULTS / "bench" / "methods" / "bench.json")
     ap.add_argument("--dev", default="a+b:0", help="TASK:SEED of the development cell")
+    ap.add_argument("--seeds", help="only runs of these seeds, variants and baselines alike (comma-separated)")
     ap.add_argument("--hold", type=Path, help="instead, the table of runs trained past their early stop in this "
                                               "runs folder (experiments/results/meta_hold/runs)")
     args = ap.parse_args(argv)
@@ -109,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     costs = step_costs(args.bench)
     dev_task, dev_seed = args.dev.rsplit(":", 1)
     dev = lambda r: r.config["task"] == dev_task and str(r.config["seed"]) == dev_seed  # noqa: E731
-    finished = lambda folder: [r for r in map(load_run, sorted(folder.iterdir())) if r.finished]  # noqa: E731
+    seeds = None if args.seeds is None else {int(s) for s in args.seeds.split(",")}
+    finished = lambda folder: [r for r in map(load_run, sorted(folder.iterdir()))  # noqa: E731
+                               if r.finished and (seeds is None or r.config.get("seed", 0) in seeds)]
     sweeps = weight_decay_sweeps(group_runs(finished(args.baselines)), min_points=1)  # a family at one decay so far too
     lines = ["| task | variant | steps to 95% by seed | median | best baseline (weight decay): median steps | "
              "steps ratio | wall-clock ratio | lowest test acc after 95%, variant / best baseline |",

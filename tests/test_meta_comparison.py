@@ -50,3 +50,11 @@ def test_ratios_against_the_best_baseline_at_its_best_decay(meta_comparison, tmp
     assert rows["frozen"][2] == "(s0 100, dev) / s1 450 / s2 550" and rows["frozen"][3] == "500"
     assert rows["frozen"][5] == f"{500 / best_ma:.2f}" and rows["frozen"][6] == f"{500 * 1.15 / (best_ma * 1.0):.2f}"
     assert rows["frozen init"][5] == f"{650 / best_ma:.2f}" and rows["frozen init"][6] == f"{650 * 1.1 / best_ma:.2f}"
+
+    # on seeds 1-2 only, the baselines too: gradnorm at 1e-3 (median 850 of 800, 900) ties Grokfast-MA (850)
+    assert meta_comparison.main(["--variants", str(var), "--baselines", str(base), "--bench", str(bench),
+                                 "--seeds", "1,2"]) == 0
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]}
+    assert "gnclip (0.001): 850; ma (0.01): 850" in rows["frozen"][4]
+    assert rows["frozen"][2] == "s1 450 / s2 550" and rows["frozen init"][2] == "s1 600 / s2 700"
+    assert rows["frozen init"][5] == f"{650 / 850:.2f}" and rows["frozen init"][6] == f"{650 * 1.1 / (850 * 0.98):.2f}"
