@@ -12,6 +12,7 @@ results READMEs say it for older runs).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -34,6 +35,12 @@ def first_difference(committed: list[dict], rerun: list[dict]) -> str | None:
     return None
 
 
+def _commit(run: Path) -> str | None:
+    """The commit a run was trained at, from its summary (None for runs older than the record)."""
+    path = run / "summary.json"
+    return json.loads(path.read_text()).get("code", {}).get("commit") if path.exists() else None
+
+
 def rerun(run: Path, work: Path, threads: int) -> str:
     """Trains ``run`` again from its config.json into ``work``; returns the comparison line."""
     out = work / run.name
@@ -47,7 +54,9 @@ def rerun(run: Path, work: Path, threads: int) -> str:
     steps = f"steps to 95%: {reached[0]} committed, {reached[1]} re-run"
     diff = first_difference(committed, rerun_rows)
     verdict = "identical metrics" if diff is None else f"first difference at {diff}"
-    return f"{run.name} ({threads} thread{'s' if threads > 1 else ''}): {verdict}; {steps}"
+    codes = [_commit(folder) for folder in (run, out)]
+    code = "" if diff is None or codes[0] == codes[1] else f"; trained at commit {codes[0] or '(not recorded)'}, re-run at {codes[1]}"
+    return f"{run.name} ({threads} thread{'s' if threads > 1 else ''}): {verdict}; {steps}{code}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import tempfile
 import warnings
 from pathlib import Path
@@ -23,6 +24,33 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def code_version(root: Path | None = None) -> dict[str, str | None]:
+    """The code a run is trained with: the package version and, in a git checkout, its commit.
+
+    The commit gets ``+changes`` when the package's or the baselines' files differ from it. Float
+    results change with the code as with the thread count, so an exact re-run needs this version.
+    ``root``: the checkout to read (default: the one this package sits in).
+    """
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        package = version("neuralgrok")
+    except PackageNotFoundError:
+        package = None
+    root = Path(__file__).resolve().parents[1] if root is None else Path(root)
+    if not (root / ".git").exists():  # installed from a wheel: a checkout around it is not this code's
+        return {"version": package, "commit": None}
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    try:
+        head = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--", "neuralgrok", "baselines").stdout.strip()
+    except OSError:  # no git here
+        return {"version": package, "commit": None}
+    commit = head.stdout.strip() if head.returncode == 0 else None
+    return {"version": package, "commit": commit and commit + ("+changes" if changed else "")}
 
 
 def task_slug(task: str) -> str:

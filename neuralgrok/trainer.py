@@ -24,7 +24,7 @@ from .losses import cross_entropy
 from .methods import build_transform
 from .model import ModelConfig, Transformer, answer_logits
 from .optim import InnerOptimizer, warmup_schedule
-from .runfolder import MetricsLog, summarize, write_atomic, write_json
+from .runfolder import MetricsLog, code_version, summarize, write_atomic, write_json
 from .runlock import FolderLock, FolderLocked
 from .snapshots import save_snapshot, snapshot_schedule
 from .tracking import Trackers, tracker_names
@@ -421,7 +421,8 @@ class Trainer:
         summary = summarize(rows, self.step, elapsed, stopped)
         summary.update(eval_seconds=round(self.eval_seconds, 3), skipped_steps=self.skipped_steps,
                        processes=self.acc.num_processes,
-                       threads=torch.get_num_threads())  # the count changes float rounding
+                       threads=torch.get_num_threads(),  # the count changes float rounding, and so does the code
+                       code=code_version())
         if self.acc.is_main_process:
             write_json(self.out / "summary.json", summary)
             self.transform.save(self.out)

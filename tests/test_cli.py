@@ -1,10 +1,13 @@
 """The command line: bad input gives one line and exit code 2; a tiny run trains and writes its run folder."""
+import importlib.metadata
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import neuralgrok
 from neuralgrok.cli import main
 
 from conftest import TINY
@@ -64,6 +67,11 @@ def test_tiny_run_learns_and_writes_run_folder(tmp_path):
     first95 = next(r["step"] for r in lines if r["test_acc"] >= 0.95)
     assert summary["steps_to_95"] == first95
     assert summary["stopped"] == "target" and summary["steps"] == lines[-1]["step"] < 1500
+    assert summary["code"]["version"] == importlib.metadata.version("neuralgrok")
+    repo = Path(neuralgrok.__file__).resolve().parents[1]
+    if (repo / ".git").exists():  # the commit of the checkout that trained it, as git says
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        assert summary["code"]["commit"].removesuffix("+changes") == head.strip()
 
 
 def test_existing_run_folder_refused(tmp_path, capsys):
