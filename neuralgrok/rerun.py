@@ -7,7 +7,8 @@ count, then compared with the committed metrics line by line (every field but ``
 Prints one line per run: identical, or the first evaluation that differs and by how much, with
 steps to 95% test accuracy of both. The thread count matters: torch's float sums depend on it, so
 an exact match needs the count the run was made with (``threads`` in newer summaries; the
-results READMEs say it for older runs).
+results READMEs say it for older runs), and the same code: when the metrics differ, the line names
+the commit each run was trained at (``code`` in the summaries, recorded since 2026-11-25).
 """
 from __future__ import annotations
 
