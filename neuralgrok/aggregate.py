@@ -299,15 +299,23 @@ def best_point(points: list[SweepPoint]) -> SweepPoint:
 
 
 def best_tuned_rows(sweeps: dict[str, dict[str, list[SweepPoint]]]) -> list[dict[str, str]]:
-    """Each swept method at its best weight decay (:func:`best_point`), task by task."""
+    """Each swept method at its best weight decay (:func:`best_point`), task by task.
+
+    Among the decays tried, those finished on fewer seeds than the method's most complete one
+    (so not compared) carry their seed count.
+    """
     rows = []
     for t, families in sweeps.items():
         for family, points in families.items():
             best = best_point(points)
             reached, n = best.group.reached(95), len(best.group.finished)
+            most = max(len(p.group.finished) for p in points)
+            tried = [f"{p.weight_decay:g}" + ("" if len(p.group.finished) == most else
+                                              f" ({len(p.group.finished)} seed{'s' * (len(p.group.finished) != 1)})")
+                     for p in points]
             rows.append({"task": f"`{best.group.task_label}`", "method": family,
                          "best weight decay": f"{best.weight_decay:g}",
                          "steps to 95%": _median_spread(reached) if reached else "not reached",
                          "seeds reached 95%": f"{len(reached)}/{n}",
-                         "weight decays tried": ", ".join(f"{p.weight_decay:g}" for p in points)})
+                         "weight decays tried": ", ".join(tried)})
     return rows

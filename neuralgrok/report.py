@@ -83,7 +83,9 @@ def build_report(run_dirs: list[Path], out_dir: Path, paper_table: dict | None =
                          "weight decays tried"]
         md += ["## Each method at its best weight decay", "",
                "Methods run at several weight decays (grid `sweep`), each at the one where the most finished seeds "
-               "reached 95% test accuracy, then the fewest median steps; the table above has every value.", "",
+               "reached 95% test accuracy, then the fewest median steps, among the decays finished on as many seeds as "
+               "the method's most complete one (the others, not compared yet, show their seed count); the table "
+               "above has every value.", "",
                markdown_table(tuned, columns_tuned), "",
                "![steps to 95% against weight decay](steps_vs_weight_decay.png)", ""]
 

@@ -320,7 +320,7 @@ def test_weight_decay_sweep_best_tuned_table_and_figure(tmp_path, monkeypatch):
     built = build_report(dirs, tmp_path / "out", paper_table=None)
     assert built.tuned == [{"task": "`(a*b) mod 97`", "method": "standard", "best weight decay": "0.01",
                             "steps to 95%": "400 (300–500)", "seeds reached 95%": "2/2",
-                            "weight decays tried": "0, 0.001, 0.01, 0.03, 0.1"}]
+                            "weight decays tried": "0, 0.001, 0.01, 0.03 (1 seed), 0.1"}]
     # 0.1 is faster once, but 1 seed in 2; 0.03 is fastest, but finished on 1 seed where the others have 2
     assert "## Each method at its best weight decay" in built.path.read_text()
     lines = [(list(line.get_xdata()), list(line.get_ydata())) for ax in figures["steps_vs_weight_decay.png"].axes
