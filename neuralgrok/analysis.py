@@ -73,12 +73,15 @@ def analyze_run(run_dir: str | Path, share: float = 0.9) -> dict:
     """Fourier spectrum, key frequencies (of the last snapshot), restricted/excluded and plain losses on the
     train and test splits, and the weight norm, at every snapshot of the run in ``run_dir``."""
     from .config import ConfigError, from_json
+    from .mlp import ARCH as MLP_ARCH
     from .model import answer_logits
     from .snapshots import SNAPSHOT_DIR, load_snapshot
     from .trainer import build_model, task_data
 
     run_dir = Path(run_dir)
     cfg = from_json((run_dir / "config.json").read_text())
+    if cfg.arch == MLP_ARCH:
+        raise ConfigError(f"the Fourier analysis reads a transformer's token embedding; {run_dir} trained an MLP")
     paths = sorted((run_dir / SNAPSHOT_DIR).glob("step-*.safetensors"))
     if not paths:
         raise ConfigError(f"{run_dir} has no snapshots: train it with --snapshot-steps (e.g. 'log')")

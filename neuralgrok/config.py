@@ -17,6 +17,7 @@ from .amplifier import MODES
 from .feature_amplifier import FORMS, THETA_REFS, parse_features
 from .losses import LOSSES
 from .methods import METHODS
+from .mlp import ARCH as MLP_ARCH
 from .model import ARCHS
 from .optim import LOOKAHEADS, OPTIMIZERS
 from .tasks import LAYOUTS
@@ -47,12 +48,15 @@ class RunConfig:
                                    "task")
     # model
     arch: str = opt("reference", "model: reference (the Grokfast and NeuralGrok public codes' decoder, which their "
-                                 "published numbers came from) or prenorm (the usual pre-norm residual block)", "model",
-                    choices=ARCHS)
+                                 "published numbers came from), prenorm (the usual pre-norm residual block) or mlp (Prieto et al.'s MLP on "
+                                 "one-hot operands, --mlp-hidden)", "model",
+                    choices=(*ARCHS, MLP_ARCH))
+    mlp_hidden: tuple[int, ...] = opt((200, 200), "with --arch mlp: hidden sizes, comma-separated (ReLU, no biases)",
+                                      "model")
     n_layers: int = opt(2, "transformer layers", "model")
     d_model: int = opt(128, "transformer width", "model")
     n_heads: int = opt(4, "attention heads", "model")
-    dropout: float = opt(0.0, "dropout probability", "model")
+    dropout: float = opt(0.0, "transformer dropout probability", "model")
     init_scale: float = opt(1.0, "multiply every initial weight by this (Omnigrok's alpha)", "model")
     # optimisation
     optimizer: str = opt("adam", "inner optimizer: adam (L2 weight decay, as the published code), adamw (decoupled), sgd",
@@ -63,8 +67,9 @@ class RunConfig:
     eps: float = opt(1e-8, "Adam epsilon", "optim")
     weight_decay: float = opt(1e-3, "weight decay (L2 for adam and sgd, decoupled for adamw); 1e-3 as in NeuralGrok",
                               "optim")
-    loss: str = opt("softmax", "answer loss: softmax cross-entropy, or stablemax (Prieto et al. 2025; no softmax "
-                               "collapse)", "optim", choices=LOSSES)
+    loss: str = opt("softmax", "answer loss: softmax cross-entropy (float32), softmax64 (the same in float64, which "
+                               "delays softmax collapse) or stablemax (Prieto et al. 2025; no softmax collapse)",
+                    "optim", choices=LOSSES)
     weight_norm: float = opt(0.0, "after every step, rescale all weights to this global L2 norm (Omnigrok's "
                                   "constant-norm training; 0: off)", "optim")
     warmup_steps: int = opt(10, "linear learning-rate warm-up steps", "optim")
@@ -281,6 +286,9 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.gradnorm_c > 0, f"--gradnorm-c must be > 0, got {cfg.gradnorm_c}")
     _check(len(cfg.amp_hidden) >= 1 and all(h >= 1 for h in cfg.amp_hidden),
            f"--amp-hidden must be one or more sizes >= 1, got {','.join(map(str, cfg.amp_hidden)) or 'nothing'}")
+    _check(len(cfg.mlp_hidden) >= 1 and all(h >= 1 for h in cfg.mlp_hidden),
+           f"--mlp-hidden must be one or more sizes >= 1, got {','.join(map(str, cfg.mlp_hidden)) or 'nothing'}")
+    _check_arch_options(cfg)
     try:
         parse_features(cfg.amp_features, cfg.amp_form)
     except ValueError as e:
@@ -297,6 +305,17 @@ def validate(cfg: RunConfig) -> None:
     _check(not cfg.freeze_amplifier or cfg.amplifier, "--freeze-amplifier needs --amplifier PATH")
     _check(not cfg.amplifier or cfg.method == "neuralgrok", "--amplifier is only used with --method neuralgrok")
     _check(bool(re.fullmatch(r"[\w .+\-*/()=:]*", cfg.label)), f"--label has characters that cannot name a run: {cfg.label!r}")
+
+
+def _check_arch_options(cfg: RunConfig) -> None:
+    """Model options of the other kind of model are errors, not silently ignored."""
+    default = RunConfig()
+    if cfg.arch == MLP_ARCH:
+        changed = [f"--{n.replace('_', '-')}" for n in ("n_layers", "d_model", "n_heads", "dropout")
+                   if getattr(cfg, n) != getattr(default, n)]
+        _check(not changed, f"{', '.join(changed)} set the transformer; --arch mlp takes --mlp-hidden")
+    else:
+        _check(cfg.mlp_hidden == default.mlp_hidden, f"--mlp-hidden sets --arch mlp, not {cfg.arch}")
 
 
 def differing_keys(a: RunConfig, b: RunConfig, ignore=RESUMABLE_CHANGES) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from huggingface_hub import PyTorchModelHubMixin
 
 from .amplifier import AmplifierMLP
-from .model import ModelConfig, Transformer
+from .model import ARCHS, ModelConfig, Transformer
 
 TAGS = ["grokking", "modular-arithmetic", "neuralgrok"]
 # No `from __future__ import annotations` in this file: the mixin reads the constructors' annotations as
@@ -61,6 +61,8 @@ def export_run(run_dir: str | Path, out: str | Path) -> list[Path]:
     if found is None:
         raise ConfigError(f"nothing to export in {run_dir}: no config.json or no intact checkpoint")
     cfg = from_json((run_dir / "config.json").read_text())
+    if cfg.arch not in ARCHS:
+        raise ConfigError(f"export writes transformers; {run_dir}'s {cfg.arch} model is in its checkpoints")
     config = json.loads((run_dir / "config.json").read_text())
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None

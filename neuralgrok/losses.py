@@ -1,10 +1,10 @@
-"""Answer losses: softmax cross-entropy, and StableMax cross-entropy (Prieto et al. 2025), which avoids softmax collapse."""
+"""Answer losses: softmax cross-entropy (float32 or float64), and StableMax cross-entropy (Prieto et al. 2025), which avoids softmax collapse."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("softmax", "stablemax")
+LOSSES = ("softmax", "softmax64", "stablemax")
 
 
 def stablemax_s(x: torch.Tensor) -> torch.Tensor:
@@ -22,11 +22,15 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, loss: str = "softm
                   reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of ``logits`` (B, V) against ``target`` (B,) under ``loss``; float32 result.
 
-    ``softmax`` is ``F.cross_entropy``; ``stablemax`` is ``−log StableMax(logits)[target]``.
+    ``softmax`` is ``F.cross_entropy`` in float32; ``softmax64`` the same in float64, where the
+    correct class's gradient does not round to zero as soon (Prieto et al.'s no-collapse
+    baseline); ``stablemax`` is ``−log StableMax(logits)[target]``, in float64.
     The prediction (arg max) is the same under both, since s is increasing.
     """
     if loss == "softmax":
         return F.cross_entropy(logits.float(), target, reduction=reduction)
+    if loss == "softmax64":
+        return F.cross_entropy(logits.double(), target, reduction=reduction).float()
     if loss == "stablemax":
         return F.nll_loss(log_stablemax(logits), target, reduction=reduction).float()
     raise ValueError(f"unknown loss {loss!r}: choose from {', '.join(LOSSES)}")

@@ -13,6 +13,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast_object_list
+from torch import nn
 from torch.func import functional_call
 
 from . import checkpoint, metrics
@@ -22,6 +23,7 @@ from .config import ConfigError, RunConfig, to_json
 from .data import BatchStream, TaskData, load_task_data
 from .losses import cross_entropy
 from .methods import build_transform
+from .mlp import ARCH as MLP_ARCH, MLPConfig, OperandMLP, operand_positions
 from .model import ModelConfig, Transformer, answer_logits
 from .optim import InnerOptimizer, warmup_schedule
 from .runfolder import MetricsLog, code_version, summarize, write_atomic, write_json
@@ -39,10 +41,18 @@ def task_data(cfg: RunConfig) -> TaskData:
                           cfg.seed)
 
 
-def build_model(cfg: RunConfig, data: TaskData, cls: type[Transformer] = Transformer) -> Transformer:
-    """The run's base model (a ``cls``) for ``data``, initialised from the current RNG state, ``--init-scale`` applied."""
-    model = cls(ModelConfig(data.vocab_size, data.seq_len, cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.dropout,
-                            cfg.arch))
+def build_model(cfg: RunConfig, data: TaskData, cls: type[Transformer] = Transformer) -> nn.Module:
+    """The run's base model for ``data`` (a ``cls``, or an :class:`OperandMLP` for ``--arch mlp``), initialised from
+    the current RNG state, ``--init-scale`` applied."""
+    if cfg.arch == MLP_ARCH:
+        try:
+            inputs = operand_positions(data.x, data.task.p)
+        except ValueError as e:
+            raise ConfigError(f"--arch mlp on {data.task.label}: {e}") from None
+        model = OperandMLP(MLPConfig(data.task.p, inputs, cfg.mlp_hidden))
+    else:
+        model = cls(ModelConfig(data.vocab_size, data.seq_len, cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.dropout,
+                                cfg.arch))
     if cfg.init_scale != 1.0:  # Omnigrok's initialisation scale: every weight multiplied by alpha
         with torch.no_grad():
             torch._foreach_mul_(list(model.parameters()), cfg.init_scale)

@@ -19,6 +19,7 @@ from conftest import TINY
 RUN = [*TINY, "--run-on", "--max-steps", "400", "--checkpoint-every", "7", "--keep-checkpoints", "3"]
 METHODS = {"standard": [], "grokfast_ma": ["--method", "grokfast_ma", "--ma-window", "5"],
            "orthograd": ["--method", "orthograd", "--weight-norm", "30", "--loss", "stablemax"],
+           "mlp": ["--arch", "mlp", "--d-model", "128", "--n-layers", "2", "--mlp-hidden", "32,32", "--loss", "softmax64"],
            "neuralgrok": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2"],
            "neuralgrok_k3": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "3", "--meta-horizon", "3",
                              "--lookahead", "inner"],
