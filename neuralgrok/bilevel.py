@@ -92,9 +92,13 @@ class NeuralGrok(GradientTransform):
 
         def commit() -> None:
             self.opt.step()
+            self._after_meta_step()
             self.meta_steps += 1
             self.last_outer_loss = loss
         return Update([g.detach() for g in new], self._stats(stats, loss) if ctx.log else {}, commit, ok)
+
+    def _after_meta_step(self) -> None:
+        """A hook after each committed meta step (a subclass may project the amplifier's weights here)."""
 
     def _unrolled_update(self, ctx: Context, params: list[torch.Tensor]) -> list[torch.Tensor]:
         """G_φ of the training gradient at ``params``: the update of an unrolled step after the first.

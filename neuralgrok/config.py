@@ -101,6 +101,9 @@ class RunConfig:
     amp_theta_ref: str = opt("rms", "with --amp-features theta: the weight term's scale: rms (the weight over its "
                                     "tensor's current rms) or init (over its rms at the run's first step, so the term "
                                     "fades with the weights as an L2 decay does)", "neuralgrok", choices=THETA_REFS)
+    amp_decay_nonneg: bool = opt(False, "with --amp-form coefficients and theta: project every learnt decay "
+                                        "coefficient back to >= 0 after each meta step (a decay that can only "
+                                        "shrink the weights)", "neuralgrok")
     amp_slow_alpha: float = opt(0.98, "with --amp-features slow: the average's momentum (as Grokfast-EMA's alpha)",
                                 "neuralgrok")
     amp_c: float = opt(1.0, "amplifier rescaling coefficient c", "neuralgrok")
@@ -290,12 +293,15 @@ def validate(cfg: RunConfig) -> None:
            f"--mlp-hidden must be one or more sizes >= 1, got {','.join(map(str, cfg.mlp_hidden)) or 'nothing'}")
     _check_arch_options(cfg)
     try:
-        parse_features(cfg.amp_features, cfg.amp_form)
+        features = parse_features(cfg.amp_features, cfg.amp_form)
     except ValueError as e:
         raise ConfigError(f"--amp-features: {e}") from None
-    _check(cfg.amp_theta_ref == "rms" or "theta" in (x.strip() for x in cfg.amp_features.split(",")),
+    _check(cfg.amp_theta_ref == "rms" or "theta" in features,
            f"--amp-theta-ref {cfg.amp_theta_ref} scales the weight term: it needs theta in --amp-features, "
            f"got {cfg.amp_features!r}")
+    _check(not cfg.amp_decay_nonneg or (cfg.amp_form == "coefficients" and "theta" in features),
+           f"--amp-decay-nonneg bounds the learnt decay coefficients: it needs --amp-form coefficients and theta in "
+           f"--amp-features, got {cfg.amp_form} and {cfg.amp_features!r}")
     _check(0.0 <= cfg.amp_slow_alpha < 1.0, f"--amp-slow-alpha must be in [0, 1), got {cfg.amp_slow_alpha}")
     _check(cfg.amp_c > 0, f"--amp-c must be > 0, got {cfg.amp_c}")
     _check(cfg.meta_lr > 0, f"--meta-lr must be > 0, got {cfg.meta_lr}")

@@ -25,7 +25,9 @@ keep it small (``--amp-hidden 32,32``).
 and term: the gain stays 1 and ``u = ĝ + b_t·ŝ + d_t·θ̂`` (features ``g`` with ``slow``
 and/or ``theta``).  This bounded form cannot concentrate the update on a few entries, the
 failure of the unbounded amplifiers in the meta pilot; it can learn only the two directions
-Grokfast and weight decay say matter, per tensor.
+Grokfast and weight decay say matter, per tensor.  ``--amp-decay-nonneg`` projects every
+decay coefficient d_t back to d_t ≥ 0 after each meta step (projected gradient descent), so
+the learnt term can shrink the weights but never grow them.
 """
 from __future__ import annotations
 
@@ -115,6 +117,11 @@ class CoefficientAmplifier(nn.Module):
         ids = torch.arange(len(sizes), device=self.coef.device)
         return list(self(None, ids).split(1))
 
+    @torch.no_grad()
+    def clamp_decay_(self) -> None:
+        """Projects every weight-term (decay) coefficient onto d ≥ 0."""
+        self.coef[:, self.terms.index("theta")].clamp_(min=0.0)
+
     def per_tensor(self, n_tensors: int) -> dict[str, list[float]]:
         """Each term's coefficient for tensors 0..n-1 (the weight term as ``decay``), as the forward pass reads them."""
         coef = self.coef.detach()[[i % TENSOR_SLOTS for i in range(n_tensors)]]
@@ -196,12 +203,14 @@ class FeatureNeuralGrok(NeuralGrok):
     """NeuralGrok whose amplifier reads :data:`FEATURES` and can add slow-gradient and weight terms."""
 
     def __init__(self, features=("g", "slow", "theta"), slow_alpha: float = 0.98, form: str = "mlp",
-                 theta_ref: str = "rms", **kwargs):
+                 theta_ref: str = "rms", decay_nonneg: bool = False, **kwargs):
         if form not in FORMS:
             raise ValueError(f"amplifier form must be one of {', '.join(FORMS)}, got {form!r}")
         if theta_ref not in THETA_REFS:
             raise ValueError(f"amplifier theta reference must be one of {', '.join(THETA_REFS)}, got {theta_ref!r}")
-        self.theta_ref = theta_ref
+        if decay_nonneg and (form != "coefficients" or "theta" not in features):
+            raise ValueError("a non-negative decay needs the coefficient form with the theta feature")
+        self.theta_ref, self.decay_nonneg = theta_ref, decay_nonneg
         self.theta_rms: torch.Tensor | None = None  # with theta_ref init: each tensor's rms at the first update
         self.features, self.slow_alpha, self.form = parse_features(",".join(features), form), float(slow_alpha), form
         self.slow: list[torch.Tensor] | None = None
@@ -218,7 +227,7 @@ class FeatureNeuralGrok(NeuralGrok):
     def from_config(cls, cfg, **extra) -> "FeatureNeuralGrok":
         return super().from_config(cfg, features=parse_features(cfg.amp_features, cfg.amp_form),
                                    slow_alpha=cfg.amp_slow_alpha, form=cfg.amp_form, theta_ref=cfg.amp_theta_ref,
-                                   **extra)
+                                   decay_nonneg=cfg.amp_decay_nonneg, **extra)
 
     def make_amplifier(self) -> nn.Module:
         if self.form == "coefficients":
@@ -258,6 +267,10 @@ class FeatureNeuralGrok(NeuralGrok):
                                      f"uses {self.theta_ref}")
         if self.by_position:
             self.n_tensors = info.get("tensors")
+
+    def _after_meta_step(self) -> None:
+        if self.decay_nonneg:
+            self.mlp.clamp_decay_()
 
     @torch.no_grad()
     def _next_slow(self, grads) -> list[torch.Tensor] | None:

@@ -234,3 +234,30 @@ def test_averaged_control_holds_each_terms_mean_over_the_models_tensors(tmp_path
     assert torch.equal(avg[n:], learnt[n:])
     assert main(["train", "--out", str(tmp_path / "b"), *args, "--amplifier", str(tmp_path / "avg"),
                  "--freeze-amplifier"]) == 0
+
+
+@pytest.mark.parametrize("direction", [1.0, -1.0])
+def test_non_negative_decay_is_the_meta_step_projected_onto_d_at_least_0(direction):
+    """One meta step from the same state: the bounded coefficients are the unbounded ones with d clamped at 0."""
+    grads, params, _ = _tensors(3)
+    lr = 0.1
+    # an outer loss that rewards growing the weights (direction -1: the learnt decay goes negative) or shrinking them
+    ctx = Context(step=0, params=params, lookahead=lambda g, _rule: [p - lr * u for p, u in zip(params, g)],
+                  outer_loss=lambda ahead: direction * sum((a * a).sum() for a in ahead))
+    coefs = []
+    for nonneg in (False, True):
+        ng = FeatureNeuralGrok(features=("g", "slow", "theta"), form="coefficients", decay_nonneg=nonneg,
+                               meta_lr=1e-2, meta_every=1)
+        ng.update(grads, ctx).commit()
+        coefs.append(ng.mlp.per_tensor(len(grads)))
+    free, bounded = coefs
+    n_negative = sum(d < 0 for d in free["decay"])
+    assert n_negative == (len(grads) if direction < 0 else 0)  # the oracle moves where the loss says
+    assert bounded["decay"] == [max(d, 0.0) for d in free["decay"]]
+    assert bounded["slow"] == free["slow"]  # the slow term is not bounded
+
+
+def test_non_negative_decay_needs_the_coefficient_forms_weight_term():
+    for bad in ({"amp_features": "g,slow", "amp_form": "coefficients"}, {"amp_features": "g,theta"}):
+        with pytest.raises(ConfigError, match="--amp-decay-nonneg"):
+            build({"method": "neuralgrok", "amp_decay_nonneg": True, **bad})
