@@ -298,17 +298,32 @@ def best_point(points: list[SweepPoint]) -> SweepPoint:
     return min((p for p in points if len(p.group.finished) == most), key=score)
 
 
-def best_tuned_rows(sweeps: dict[str, dict[str, list[SweepPoint]]]) -> list[dict[str, str]]:
+def _steps_at_decay(points: list[SweepPoint], decay: float) -> str:
+    """Steps to 95% at one decay of a sweep with the share of seeds that reached it; "—" where it was not run."""
+    match = [p for p in points if math.isclose(p.weight_decay, decay)]
+    if not match:
+        return "—"
+    reached, finished = match[0].group.reached(95), match[0].group.finished
+    share = f"({len(reached)}/{len(finished)})"
+    return f"{_median_spread(reached)} {share}" if reached else f"not reached {share}"
+
+
+def best_tuned_rows(sweeps: dict[str, dict[str, list[SweepPoint]]],
+                    default_decay: float | None = None) -> list[dict[str, str]]:
     """Each swept method at its best weight decay (:func:`best_point`), task by task.
 
     Among the decays tried, those finished on fewer seeds than the method's most complete one
-    (so not compared) carry their seed count.
+    (so not compared) carry their seed count. With ``default_decay`` (the papers' shared
+    setting), a column gives each method's steps at that decay beside its best ("—" where it
+    was not run there).
     """
     rows = []
     for t, families in sweeps.items():
         for family, points in families.items():
             best = best_point(points)
             reached, n = best.group.reached(95), len(best.group.finished)
+            at_default = {} if default_decay is None else {
+                f"steps to 95% at {default_decay:g}": _steps_at_decay(points, default_decay)}
             most = max(len(p.group.finished) for p in points)
             tried = [f"{p.weight_decay:g}" + ("" if len(p.group.finished) == most else
                                               f" ({len(p.group.finished)} seed{'s' * (len(p.group.finished) != 1)})")
@@ -316,6 +331,6 @@ def best_tuned_rows(sweeps: dict[str, dict[str, list[SweepPoint]]]) -> list[dict
             rows.append({"task": f"`{best.group.task_label}`", "method": family,
                          "best weight decay": f"{best.weight_decay:g}",
                          "steps to 95%": _median_spread(reached) if reached else "not reached",
-                         "seeds reached 95%": f"{len(reached)}/{n}",
+                         "seeds reached 95%": f"{len(reached)}/{n}", **at_default,
                          "weight decays tried": ", ".join(tried)})
     return rows

@@ -10,6 +10,7 @@ from .aggregate import (PAPER_TABLE_1, best_tuned_rows, finite, group_runs, has_
                         steps_vs_paper, table_row, weight_decay_sweeps)
 from .figures import (palette, plot_accuracy, plot_amplifier_coefficients, plot_amplifier_shapes,
                       plot_beside_accuracy, plot_steps_vs_paper, plot_steps_vs_weight_decay)
+from .config import RunConfig
 from .runfolder import write_atomic
 
 __all__ = ["PAPER_TABLE_1", "Report", "build_report"]
@@ -76,17 +77,18 @@ def build_report(run_dirs: list[Path], out_dir: Path, paper_table: dict | None =
     md.append("")
 
     sweeps = weight_decay_sweeps(grouped)
-    tuned = best_tuned_rows(sweeps)
+    default_decay = RunConfig().weight_decay
+    tuned = best_tuned_rows(sweeps, default_decay)
     if sweeps:
         plot_steps_vs_weight_decay(sweeps, out_dir / "steps_vs_weight_decay.png")
-        columns_tuned = ["task", "method", "best weight decay", "steps to 95%", "seeds reached 95%",
-                         "weight decays tried"]
         md += ["## Each method at its best weight decay", "",
                "Methods run at several weight decays (grid `sweep`), each at the one where the most finished seeds "
                "reached 95% test accuracy, then the fewest median steps, among the decays finished on as many seeds as "
-               "the method's most complete one (the others, not compared yet, show their seed count); the table "
-               "above has every value.", "",
-               markdown_table(tuned, columns_tuned), "",
+               "the method's most complete one (the others, not compared yet, show their seed count); beside it, the "
+               f"same method at the paper setting, the weight decay NeuralGrok's Table 1 gives every method "
+               f"({default_decay:g}, this project's default), with the seeds that reached 95% (\"—\": not run at it); "
+               "the table above has every value.", "",
+               markdown_table(tuned, list(tuned[0])), "",
                "![steps to 95% against weight decay](steps_vs_weight_decay.png)", ""]
 
     comparison = steps_vs_paper(grouped, paper_table) if paper_table else {}

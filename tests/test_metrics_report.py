@@ -320,13 +320,18 @@ def test_weight_decay_sweep_best_tuned_table_and_figure(tmp_path, monkeypatch):
     built = build_report(dirs, tmp_path / "out", paper_table=None)
     assert built.tuned == [{"task": "`(a*b) mod 97`", "method": "standard", "best weight decay": "0.01",
                             "steps to 95%": "400 (300–500)", "seeds reached 95%": "2/2",
+                            "steps to 95% at 0.001": "650 (600–700) (2/2)",  # the default decay, beside the best
                             "weight decays tried": "0, 0.001, 0.01, 0.03 (1 seed), 0.1"}]
     # 0.1 is faster once, but 1 seed in 2; 0.03 is fastest, but finished on 1 seed where the others have 2
     assert "## Each method at its best weight decay" in built.path.read_text()
     lines = [(list(line.get_xdata()), list(line.get_ydata())) for ax in figures["steps_vs_weight_decay.png"].axes
              for line in ax.get_lines() if line.get_linestyle() == "-"]
     assert ([0.001, 0.01, 0.03], [650.0, 400.0, 100.0]) in [(x, [float(v) for v in np.asarray(y)]) for x, y in lines]
-    from neuralgrok.aggregate import group_runs, load_run, weight_decay_sweeps
+    from neuralgrok.aggregate import best_tuned_rows, group_runs, load_run, weight_decay_sweeps
+    sweeps = weight_decay_sweeps(group_runs([load_run(d) for d in dirs]))
+    [never] = best_tuned_rows(sweeps, default_decay=0.0)  # the decay where no seed reached 95%
+    [unswept] = best_tuned_rows(sweeps, default_decay=0.3)
+    assert never["steps to 95% at 0"] == "not reached (0/2)" and unswept["steps to 95% at 0.3"] == "—"
     grouped = group_runs([load_run(d) for d in dirs[:2]])  # one decay only: swept at min_points=1, not at 2
     assert weight_decay_sweeps(grouped) == {}
     [point] = weight_decay_sweeps(grouped, min_points=1)["(a*b) mod 97"]["standard"]
