@@ -3,6 +3,8 @@
     python experiments/meta_comparison.py                  # the committed meta_study, meta_baselines and bench folders
     python experiments/meta_comparison.py --hold experiments/results/meta_hold/runs    # does accuracy hold after 95%?
     python experiments/meta_comparison.py --variants experiments/results/meta_pertask/runs --seeds 1,2
+    python experiments/meta_comparison.py --variants experiments/results/meta_nonneg_seeds34/runs \
+        --baselines experiments/results/meta_nonneg_seeds34/runs --seeds 3,4
 
 For each task the baselines (``meta_baselines``: gradient normalisation + clip and Grokfast-MA,
 each swept over weight decay on the same seeds) are taken at their best weight decay by the
@@ -13,7 +15,10 @@ counts as infinitely many steps. Wall-clock is counted in standard steps from th
 costs (``bench/methods/bench.json``): a frozen amplifier's step costs its frozen step (with the weight term
 over its step-0 rms, that variant's own); the gated
 variant's steps cost its inner step until the evaluation that opened the gate and its amortised
-meta-step iteration after; a baseline's step costs its own. The last column is the lowest test
+meta-step iteration after; a baseline's step costs its own (the wall-clock ratio is left blank when the
+best baseline's step cost was not measured, as for ⊥Grad). Baselines run at one decay (no ``wd=`` in
+their label, as in ``meta_nonneg_seeds34``) count as a family at that decay; the variants are the NeuralGrok
+groups of ``--variants``. The last column is the lowest test
 accuracy any counted seed fell to after first reaching 95% (how well the accuracy holds). The development cell (the task and seed
 the variants were chosen on) is shown and left out of the medians. ``--seeds`` keeps only runs of those
 seeds, the baselines' too, so that variants evaluated on some seeds meet the baselines on the same ones.
@@ -26,11 +31,14 @@ import math
 import statistics
 from pathlib import Path
 
-from neuralgrok.aggregate import Run, best_point, first_row_at, group_runs, load_run, weight_decay_sweeps
+from neuralgrok.aggregate import (Group, Run, SweepPoint, best_point, first_row_at, group_runs, load_run,
+                                  weight_decay_sweeps)
 
 RESULTS = Path(__file__).parent / "results"
 ORDER = ["a+b", "a-b", "a*b", "a*a-b"]  # Table 1's order
-BASELINE_BENCH = {"gradnorm": ":gradnorm_clip", "grokfast_ma": ":grokfast_ma_wd"}  # step cost is the same at any decay
+# Step cost is the same at any decay; standard's is its Adam-L2 step (AdamW's decoupled decay costs the same
+# elementwise update). A method missing here (⊥Grad) has no measured cost: its wall-clock ratio is left blank.
+BASELINE_BENCH = {"gradnorm": ":gradnorm_clip", "grokfast_ma": ":grokfast_ma_wd", "standard": ":standard"}
 
 
 def step_costs(bench: Path) -> dict[str, float]:
@@ -52,7 +60,8 @@ def wall_units(run: Run, costs: dict[str, float]) -> float:
         return math.inf
     cfg = run.config
     if cfg["method"] != "neuralgrok":
-        return steps * costs[BASELINE_BENCH[cfg["method"]]]
+        cell = BASELINE_BENCH.get(cfg["method"])
+        return steps * costs[cell] if cell in costs else math.nan
     if cfg.get("freeze_amplifier"):  # the averaged control does the frozen step's work; the step-0 scale its own
         return steps * costs[":ng_coef_init_frozen" if cfg.get("amp_theta_ref") == "init" else ":ng_coef_frozen"]
     gate = min(gate_step(run), steps)
@@ -82,6 +91,24 @@ def hold_rows(folder: Path) -> list[str]:
                      if after else f"| {run.path.name}{'' if run.finished else ' (running)'} | not reached | — | — | "
                                    f"{last['test_acc']:.0%} ({last['step']:,}) |")
     return lines
+
+
+def baseline_points(grouped: dict[str, list[Group]]) -> dict[str, dict[str, list[SweepPoint]]]:
+    """Per task, per baseline family, its weight decays: the swept families, and a method run at one decay.
+
+    A group whose label the grid did not give a ``wd=`` suffix (a method run at one chosen decay, as in
+    ``meta_nonneg_seeds34``) is a family of its own at its config's decay. NeuralGrok groups are variants, never
+    baselines.
+    """
+    base = {t: [g for g in gs if g.finished and g.finished[0].config["method"] != "neuralgrok"]
+            for t, gs in grouped.items()}
+    out = weight_decay_sweeps(base, min_points=1)  # a family at one decay so far too
+    for task, groups in base.items():
+        for g in groups:
+            if " wd=" not in g.label:
+                wd = float(g.finished[0].config.get("weight_decay", 0.0))
+                out.setdefault(task, {})[g.label] = [SweepPoint(wd, g)]
+    return out
 
 
 def median(values: list[float]) -> float:
@@ -115,11 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     seeds = None if args.seeds is None else {int(s) for s in args.seeds.split(",")}
     finished = lambda folder: [r for r in map(load_run, sorted(folder.iterdir()))  # noqa: E731
                                if r.finished and (seeds is None or r.config.get("seed", 0) in seeds)]
-    sweeps = weight_decay_sweeps(group_runs(finished(args.baselines)), min_points=1)  # a family at one decay so far too
+    sweeps = baseline_points(group_runs(finished(args.baselines)))
     lines = ["| task | variant | steps to 95% by seed | median | best baseline (weight decay): median steps | "
              "steps ratio | wall-clock ratio | lowest test acc after 95%, variant / best baseline |",
              "|---|---|---|---|---|---|---|---|"]
-    variants = group_runs(finished(args.variants))
+    variants = {t: [g for g in gs if g.finished and g.finished[0].config["method"] == "neuralgrok"]
+                for t, gs in group_runs(finished(args.variants)).items()}
     for task, groups in sorted(variants.items(), key=lambda kv: ORDER.index(kv[1][0].task)
                                if kv[1][0].task in ORDER else len(ORDER)):
         if task not in sweeps:
@@ -141,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             drops = [[x for x in map(worst_after_95, rs) if not math.isnan(x)]
                      for rs in (counted, best[top].group.finished)]
             drops = [f"{min(d):.0%}" if d else "—" for d in drops]
+            known = [w for w in base_wall.values() if not math.isnan(w)]
+            wall_ratio = "—" if math.isnan(base_wall[top]) else ratio(wall, min(known))  # no cost for the best
             lines.append(f"| {task} | {g.label} | {by_seed} | {fmt(steps)} | {baseline} | "
-                         f"{ratio(steps, base_steps[top])} | {ratio(wall, min(base_wall.values()))} | "
+                         f"{ratio(steps, base_steps[top])} | {wall_ratio} | "
                          f"{' / '.join(drops)} |")
     print("\n".join(lines))
     return 0

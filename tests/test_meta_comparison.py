@@ -58,3 +58,34 @@ def test_ratios_against_the_best_baseline_at_its_best_decay(meta_comparison, tmp
     assert "gnclip (0.001): 850; ma (0.01): 850" in rows["frozen"][4]
     assert rows["frozen"][2] == "s1 450 / s2 550" and rows["frozen init"][2] == "s1 600 / s2 700"
     assert rows["frozen init"][5] == f"{650 / 850:.2f}" and rows["frozen init"][6] == f"{650 * 1.1 / (850 * 0.98):.2f}"
+
+
+def test_one_folder_with_baselines_at_one_decay_each(meta_comparison, tmp_path, capsys):
+    """meta_nonneg_seeds34's layout: variant and baselines side by side, each baseline at one chosen decay."""
+    runs = tmp_path / "runs"
+    frozen = dict(method="neuralgrok", freeze_amplifier=True, amp_theta_ref="init", label="frozen")
+    for seed, (ng, adamw, ortho, ma) in zip((3, 4), [(500, 600, 520, 900), (520, 520, 700, 700)]):
+        write_run(runs, f"ng-s{seed}", ng, seed=seed, **frozen)
+        write_run(runs, f"adamw-s{seed}", adamw, seed=seed, method="standard", optimizer="adamw",
+                  label="standard (AdamW)", weight_decay=3.0)
+        write_run(runs, f"ortho-s{seed}", ortho, seed=seed, method="orthograd", label="orthograd")
+        write_run(runs, f"ma-s{seed}", ma, seed=seed, method="grokfast_ma", label="grokfast_ma", weight_decay=1e-2)
+    bench = tmp_path / "bench.json"
+    costs = {":standard": 1.0, ":grokfast_ma_wd": 1.0, ":ng_coef_init_frozen": 1.1}
+    bench.write_text(json.dumps({"rows": [{"cell": f"grid.toml{k}", "ratio": v} for k, v in costs.items()]}))
+    args = ["--variants", str(runs), "--baselines", str(runs), "--bench", str(bench), "--seeds", "3,4"]
+    assert meta_comparison.main(args) == 0
+    lines = capsys.readouterr().out.splitlines()[2:]
+    assert len(lines) == 1  # the NeuralGrok group only: baselines are not listed as variants
+    row = lines[0].split(" | ")
+    assert row[1] == "frozen" and row[3] == "510"
+    for baseline in ("standard (AdamW) (3): 560", "orthograd (0.001): 610", "grokfast_ma (0.01): 800"):
+        assert baseline in row[4]
+    assert row[5] == f"{510 / 560:.2f}" and row[6] == f"{510 * 1.1 / 560:.2f}"  # AdamW priced as a standard step
+
+    # ⊥Grad fastest: its step cost was never measured, so no wall-clock ratio is claimed
+    for seed in (3, 4):
+        (runs / f"ortho-s{seed}" / "summary.json").write_text(json.dumps({"steps_to_95": 400, "steps": 500}))
+    assert meta_comparison.main(args) == 0
+    row = capsys.readouterr().out.splitlines()[2].split(" | ")
+    assert row[5] == f"{510 / 400:.2f}" and row[6] == "—"
