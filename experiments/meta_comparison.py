@@ -93,19 +93,24 @@ def hold_rows(folder: Path) -> list[str]:
     return lines
 
 
+def is_neuralgrok(group: Group) -> bool:
+    """Whether a group's runs are NeuralGrok runs (a variant), not a baseline."""
+    return bool(group.finished) and group.finished[0].config["method"] == "neuralgrok"
+
+
 def baseline_points(grouped: dict[str, list[Group]]) -> dict[str, dict[str, list[SweepPoint]]]:
     """Per task, per baseline family, its weight decays: the swept families, and a method run at one decay.
 
-    A group whose label the grid did not give a ``wd=`` suffix (a method run at one chosen decay, as in
-    ``meta_nonneg_seeds34``) is a family of its own at its config's decay. NeuralGrok groups are variants, never
-    baselines.
+    A group the sweep does not place (its label has no grid-given weight-decay suffix: a method run at one chosen
+    decay, as in ``meta_nonneg_seeds34``) is a family of its own at its config's decay. NeuralGrok groups are
+    variants, never baselines.
     """
-    base = {t: [g for g in gs if g.finished and g.finished[0].config["method"] != "neuralgrok"]
-            for t, gs in grouped.items()}
+    base = {t: [g for g in gs if g.finished and not is_neuralgrok(g)] for t, gs in grouped.items()}
     out = weight_decay_sweeps(base, min_points=1)  # a family at one decay so far too
     for task, groups in base.items():
+        placed = {id(p.group) for points in out.get(task, {}).values() for p in points}
         for g in groups:
-            if " wd=" not in g.label:
+            if id(g) not in placed:
                 wd = float(g.finished[0].config.get("weight_decay", 0.0))
                 out.setdefault(task, {})[g.label] = [SweepPoint(wd, g)]
     return out
@@ -146,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["| task | variant | steps to 95% by seed | median | best baseline (weight decay): median steps | "
              "steps ratio | wall-clock ratio | lowest test acc after 95%, variant / best baseline |",
              "|---|---|---|---|---|---|---|---|"]
-    variants = {t: [g for g in gs if g.finished and g.finished[0].config["method"] == "neuralgrok"]
-                for t, gs in group_runs(finished(args.variants)).items()}
+    variants = {t: [g for g in gs if is_neuralgrok(g)] for t, gs in group_runs(finished(args.variants)).items()}
     for task, groups in sorted(variants.items(), key=lambda kv: ORDER.index(kv[1][0].task)
                                if kv[1][0].task in ORDER else len(ORDER)):
         if task not in sweeps:
