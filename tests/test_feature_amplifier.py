@@ -261,3 +261,48 @@ def test_non_negative_decay_needs_the_coefficient_forms_weight_term():
     for bad in ({"amp_features": "g,slow", "amp_form": "coefficients"}, {"amp_features": "g,theta"}):
         with pytest.raises(ConfigError, match="--amp-decay-nonneg"):
             build({"method": "neuralgrok", "amp_decay_nonneg": True, **bad})
+
+
+def _map_script():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("map_coefficients",
+                                                  Path(__file__).parents[1] / "experiments" / "map_coefficients.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_depth_map_reads_each_block_from_the_source_block_holding_its_centre():
+    depth_map = _map_script().depth_map
+    names = lambda n: ["tok.weight", *(f"blocks.{k}.{t}" for k in range(n) for t in ("w", "b")), "head.weight"]  # noqa: E731
+    by_hand = {1: [1], 2: [0, 1], 3: [0, 1, 1], 4: [0, 0, 1, 1]}  # 2 source blocks, centre of k at (k + 1/2) / n
+    for n, blocks in by_hand.items():
+        expected = [0, *(1 + 2 * j + t for j in blocks for t in (0, 1)), 5]
+        assert depth_map(names(2), names(n)) == expected
+    assert depth_map(names(4), names(2)) == [0, 3, 4, 7, 8, 9]  # 4 → 2 blocks: source blocks 1 and 3
+    with pytest.raises(ValueError, match=r"^blocks\.0\.extra has no counterpart \(blocks\.1\.extra\)"):
+        depth_map(names(2), ["tok.weight", "blocks.0.extra"])
+
+
+def test_a_mapped_amplifier_loads_onto_a_deeper_model_with_each_tensors_coefficients(tmp_path):
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+    args = [*TINY, "--method", "neuralgrok", "--amp-features", "g,slow,theta", "--amp-form", "coefficients",
+            "--max-steps", "6", "--meta-every", "2", "--meta-lr", "1e-2", "--n-layers", "2"]
+    assert main(["train", "--out", str(tmp_path / "a"), *args]) == 0
+    subprocess.run([sys.executable, _map_script().__file__, str(tmp_path / "a"), str(tmp_path / "deep"),
+                    "--n-layers", "3"], check=True, capture_output=True)
+    cfgs = {n: build({"task": "a+b", "p": 23, "d_model": 64, "n_layers": n}) for n in (2, 3)}
+    names = {n: [name for name, _ in build_model(c, task_data(c)).named_parameters()] for n, c in cfgs.items()}
+    learnt, mapped = (load_file(tmp_path / d / "amplifier.safetensors")["coef"] for d in ("a", "deep"))
+    assert learnt[:len(names[2])].std(dim=0).min() > 0  # the tensors learnt different coefficients
+    for i, name in enumerate(names[3]):  # block 2 of 3 has its centre in the second half: source block 1
+        source = name.replace("blocks.2.", "blocks.1.")
+        assert torch.equal(mapped[i], learnt[names[2].index(source)]), name
+    assert json.loads((tmp_path / "deep" / "amplifier.json").read_text())["tensors"] == len(names[3])
+    frozen = ["--amplifier", str(tmp_path / "deep"), "--freeze-amplifier"]
+    assert main(["train", "--out", str(tmp_path / "b"), *args[:-1], "3", *frozen]) == 0
+    assert main(["train", "--out", str(tmp_path / "c"), *args, *frozen]) == 2  # still read by position: not onto 2
