@@ -18,11 +18,12 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from neuralgrok.bilevel import AMPLIFIER_FILE, AMPLIFIER_META
 from neuralgrok.config import from_json, resolve
 from neuralgrok.feature_amplifier import TENSOR_SLOTS
+from neuralgrok.runfolder import write_atomic, write_json
 from neuralgrok.trainer import build_model, task_data
 
 BLOCK = re.compile(r"blocks\.(\d+)\.(.+)")
@@ -73,8 +74,8 @@ def main() -> None:
     coef[:len(dst)] = tensors["coef"][torch.tensor(rows)]
     tensors["coef"] = coef
     args.out.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, args.out / AMPLIFIER_FILE)
-    (args.out / AMPLIFIER_META).write_text(json.dumps({**info, "tensors": len(dst)}, indent=2) + "\n")
+    write_atomic(args.out / AMPLIFIER_FILE, save(tensors))
+    write_json(args.out / AMPLIFIER_META, {**info, "tensors": len(dst)})
     print(f"wrote {args.out / AMPLIFIER_FILE}: {len(src)} tensors ({_blocks(src)} blocks) mapped to {len(dst)} "
           f"({args.n_layers} blocks)")
 
