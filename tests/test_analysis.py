@@ -60,6 +60,14 @@ def test_analyze_a_run_with_snapshots(tmp_path, capsys):
     summary = json.loads((out / "analysis" / "analysis.json").read_text())
     assert summary["steps"] == sorted(summary["steps"]) and summary["steps"][0] == 200
     assert len(summary["energy"][0]) == 11 and summary["key_frequencies"]  # p = 23: frequencies 1..11
-    assert summary["test_loss"][-1] < summary["test_loss"][0]  # it learnt
+    # Oracle: the trainer's own log of the same steps. The weight norm is the same number; the losses are over the
+    # p residues only (the trainer's are over the whole vocabulary), so never above the trainer's, and close to them
+    # once the model puts little mass on operator tokens. (Whether test loss falls in 400 steps depends on the
+    # thread count's rounding: at 2 threads this run spikes at step 400, so the test does not ask that.)
+    logged = {row["step"]: row for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
+    for i, step in enumerate(summary["steps"]):
+        assert summary["weight_norm"][i] == pytest.approx(logged[step]["weight_norm"], rel=1e-6)
+        for split in ("train_loss", "test_loss"):
+            assert logged[step][split] * 0.95 < summary[split][i] <= logged[step][split] + 1e-6
     assert (out / "analysis" / "analysis.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["analyze", str(tmp_path)]) == 2  # no config.json / snapshots: one-line error
