@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import math
 import statistics
+import textwrap
 from pathlib import Path
 
 from .aggregate import Group, Run, StepsBar, SweepPoint, finite, norm_method, order_key
@@ -21,6 +22,12 @@ _OTHER_COLOURS = ("#ff7f0e", "#17becf", "#e377c2", "#aec7e8", "#ffbb78", "#98df8
 
 
 _DPI = 120
+_LEGEND_CHARS, _TITLE_CHARS, _TICK_CHARS = 48, 60, 24  # wrap longer legend labels, titles and tick labels: they fit a 6-inch panel
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` broken into lines of at most ``width`` characters (where it has spaces to break at)."""
+    return textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
 _TERM_COLOURS = {"slow": "#1f77b4", "decay": "#8c564b"}  # the coefficient form's terms
 
 
@@ -90,7 +97,8 @@ def _method_legend(ax, groups: list[Group], colours: dict[str, str], extra: list
     from matplotlib.lines import Line2D
 
     def text(g: Group) -> str:
-        return f"{g.label} (n={len(g.finished)}" + (f", {len(g.running)} running)" if g.running else ")")
+        return _wrap(f"{g.label} (n={len(g.finished)}" + (f", {len(g.running)} running)" if g.running else ")"),
+                     _LEGEND_CHARS)
 
     handles = [Line2D([], [], color=colours[g.label], lw=2, label=text(g)) for g in groups]
     ax.legend(handles=handles + (extra or []), fontsize=8, loc="best", framealpha=0.85)
@@ -123,7 +131,8 @@ def plot_accuracy(grouped: dict[str, list[Group]], colours: dict[str, str], path
         ax.set_xscale("log")
         ax.set_ylim(-0.02, 1.02)
         ax.axhline(0.95, color="0.6", lw=0.6, ls=":")
-        ax.set(title=f"{t}: accuracy (mean over seeds, band min–max)", xlabel="step", ylabel="accuracy")
+        ax.set(title=_wrap(f"{t}: accuracy (mean over seeds, band min–max)", _TITLE_CHARS), xlabel="step",
+               ylabel="accuracy")
         ax.grid(alpha=0.3, which="both", lw=0.4)
         style = [Line2D([], [], color="k", ls="-", label="test"), Line2D([], [], color="k", ls="--", label="train")]
         _method_legend(ax, grouped[t], colours, style)
@@ -176,6 +185,7 @@ def plot_steps_vs_paper(table: dict[str, list[StepsBar]], colours: dict[str, str
 
     tasks = list(table)
     plt, fig, axes = _task_grid(len(tasks))
+    ncol = min(len(tasks), 3)  # the legend's three entries side by side only where the figure is wide enough
     w = 0.38
     for ax, t in zip(axes.flat, tasks):
         bars = table[t]
@@ -198,14 +208,14 @@ def plot_steps_vs_paper(table: dict[str, list[StepsBar]], colours: dict[str, str
             else:  # e.g. "fails in 1e6", no bar to scale; or a method the paper does not report
                 note = "not in paper" if b.paper is None else f"paper:\n{b.paper}"
                 ax.text(i + w / 2, top * 0.02, note, ha="center", va="bottom", fontsize=7, rotation=90)
-        ax.set_xticks(range(len(bars)), [b.label for b in bars], rotation=20, fontsize=8)
+        ax.set_xticks(range(len(bars)), [_wrap(b.label, _TICK_CHARS) for b in bars], rotation=20, fontsize=8)
         ax.set(title=f"{t}: steps to 95% test accuracy", ylabel="steps", ylim=(0, top * 1.18))
         ax.grid(alpha=0.3, axis="y", lw=0.4)
     fig.legend(handles=[Patch(color="0.3", alpha=0.85, label="here: median; line min–max; dots: seeds"),
                         Patch(fill=False, hatch="..", label="here: no seed reached 95% within its steps"),
                         Patch(facecolor="0.3", alpha=0.35, hatch="//", label="paper (one run)")],
-               loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+               loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.02 + 0.03 * 3 / ncol, 1, 1))
     _save_figure(fig, path)
     plt.close(fig)
 

@@ -405,3 +405,30 @@ def test_bf16_runs_are_never_pooled_with_float32_ones(tmp_path):
         (d / "config.json").write_text(json.dumps({**cfg, "mixed_precision": precision}))
     groups = group_runs([load_run(d) for d in dirs])["(a*b) mod 97"]
     assert sorted((g.label, len(g.runs)) for g in groups) == [("standard", 1), ("standard bf16", 2)]
+
+
+def test_long_method_labels_stay_inside_the_figures(tmp_path, monkeypatch):
+    """A grid's descriptive labels (100+ characters) are wrapped: every legend, title and tick label of the accuracy
+    and steps figures lies inside the figure (before the fix, one label ran 107 pixels off the left edge)."""
+    from neuralgrok import figures as figures_module
+
+    figures = {}
+    monkeypatch.setattr(figures_module, "_save_figure", lambda fig, path: figures.__setitem__(path.name, fig))
+    label = "neuralgrok coefficients nonneg decay theta over its step-0 rms learnt on a+b s0 mapped to 4 layers frozen"
+    dirs = [_make_run(tmp_path, f"r{i}", method=m, seed=0, s95=400, s99=500, spp=0.05, max_steps=1000, label=lab)
+            for i, (m, lab) in enumerate((("neuralgrok", label), ("gradnorm", "gradnorm + clip 1.0")))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_report(dirs, tmp_path / "report", paper_table={("(a*b) mod 97", "gradnorm + clip 1.0"): 900})
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    acc, steps = figures["accuracy.png"], figures["steps_vs_paper.png"]
+    assert any(label.split()[0] in t.get_text() for ax in acc.axes for t in ax.get_legend().get_texts())
+    assert any(label.split()[0] in t.get_text() for t in steps.axes[0].get_xticklabels())
+    for fig, items in ((acc, [ax.get_legend() for ax in acc.axes] + [ax.title for ax in acc.axes]),
+                       (steps, [*steps.legends, steps.axes[0].title, *steps.axes[0].get_xticklabels()])):
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        for item in items:
+            extent = item.get_window_extent(renderer)
+            assert fig.bbox.x0 - 1 <= extent.x0 and extent.x1 <= fig.bbox.x1 + 1, item
+            assert fig.bbox.y0 - 1 <= extent.y0 and extent.y1 <= fig.bbox.y1 + 1, item
