@@ -22,13 +22,13 @@ _OTHER_COLOURS = ("#ff7f0e", "#17becf", "#e377c2", "#aec7e8", "#ffbb78", "#98df8
 
 
 _DPI = 120
-_LEGEND_CHARS, _TITLE_CHARS, _TICK_CHARS = 48, 60, 24  # wrap longer legend labels, titles and tick labels: they fit a 6-inch panel
+_TERM_COLOURS = {"slow": "#1f77b4", "decay": "#8c564b"}  # the coefficient form's terms
+_LEGEND_CHARS, _TITLE_CHARS, _TICK_CHARS = 48, 60, 24  # longer legend labels, titles, tick labels wrap in a panel
 
 
 def _wrap(text: str, width: int) -> str:
     """``text`` broken into lines of at most ``width`` characters (where it has spaces to break at)."""
     return textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
-_TERM_COLOURS = {"slow": "#1f77b4", "decay": "#8c564b"}  # the coefficient form's terms
 
 
 def palette(labels_methods: list[tuple[str, str]]) -> dict[str, str]:

@@ -410,6 +410,8 @@ def test_bf16_runs_are_never_pooled_with_float32_ones(tmp_path):
 def test_long_method_labels_stay_inside_the_figures(tmp_path, monkeypatch):
     """A grid's descriptive labels (100+ characters) are wrapped: every legend, title and tick label of the accuracy
     and steps figures lies inside the figure (before the fix, one label ran 107 pixels off the left edge)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     from neuralgrok import figures as figures_module
 
     figures = {}
@@ -420,8 +422,6 @@ def test_long_method_labels_stay_inside_the_figures(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         build_report(dirs, tmp_path / "report", paper_table={("(a*b) mod 97", "gradnorm + clip 1.0"): 900})
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     acc, steps = figures["accuracy.png"], figures["steps_vs_paper.png"]
     assert any(label.split()[0] in t.get_text() for ax in acc.axes for t in ax.get_legend().get_texts())
     assert any(label.split()[0] in t.get_text() for t in steps.axes[0].get_xticklabels())
