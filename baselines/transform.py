@@ -25,6 +25,8 @@ class Context:
     - ``unroll(first, later, k, rule)``: the parameters after k optimizer steps, the first with
       ``first`` and each later one with ``later(params)`` (differentiable);
     - ``inner_loss(params)``: the training loss at ``params`` on a fresh batch of its own;
+    - ``batch_grads(params)``: the gradient of this step's own training batch at ``params``, as the
+      step's gradient is taken (averaged over processes; the parameters enter as constants);
     - ``reduce(t)``: ``t`` summed over processes (identity on one process);
     - ``log``: whether monitoring statistics are wanted at this step.
     """
@@ -35,6 +37,7 @@ class Context:
     outer_loss: Callable[[Grads], torch.Tensor] | None = None
     unroll: Callable[[Grads, Callable[[Grads], Grads], int, str], Grads] | None = None
     inner_loss: Callable[[Grads], torch.Tensor] | None = None
+    batch_grads: Callable[[Grads], Grads] | None = None
     reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
     log: bool = False
 
@@ -78,6 +81,13 @@ class GradientTransform:
     def update(self, grads: Grads, ctx: Context) -> Update:
         raise NotImplementedError
 
+    def after_step(self, ctx: Context) -> Update:
+        """A state change to make after the optimizer has stepped with this step's update (``ctx.params`` then
+        hold the new parameters), as :meth:`update` returns one: nothing by default. A loop calls it only after a
+        step it took, and commits the result when it is ``ok``. (NeuralGrok's public codes take their meta step
+        here, at θ_{t+1}.) Its ``grads`` are not used."""
+        return Update([])
+
     def __call__(self, grads: Grads, ctx: Context | None = None) -> Grads:
         """The transformed gradients, with the state change committed at once."""
         u = self.update(list(grads), ctx or Context())
@@ -107,19 +117,17 @@ class Chain(GradientTransform):
 
     def __init__(self, *transforms: GradientTransform):
         self.transforms = list(transforms)
+        self.uses_outer_slice = any(t.uses_outer_slice for t in self.transforms)
 
     def update(self, grads: Grads, ctx: Context) -> Update:
-        updates, stats = [], {}
+        updates = []
         for t in self.transforms:
-            u = t.update(grads, ctx)
-            updates.append(u)
-            stats.update(u.stats)
-            grads = u.grads
+            updates.append(t.update(grads, ctx))
+            grads = updates[-1].grads
+        return _all_or_none(grads, updates)
 
-        def commit() -> None:
-            for u in updates:
-                u.commit()
-        return Update(grads, stats, commit, all(u.ok for u in updates))
+    def after_step(self, ctx: Context) -> Update:
+        return _all_or_none([], [t.after_step(ctx) for t in self.transforms])
 
     def state_dict(self) -> dict[str, Any]:
         return {str(i): t.state_dict() for i, t in enumerate(self.transforms)}
@@ -129,3 +137,17 @@ class Chain(GradientTransform):
             raise ValueError(f"Chain of {len(self.transforms)} transforms cannot load state with keys {sorted(state)}")
         for i, t in enumerate(self.transforms):
             t.load_state_dict(state[str(i)])
+
+    def save(self, folder) -> None:
+        for t in self.transforms:
+            t.save(folder)
+
+
+def _all_or_none(grads: Grads, updates: list[Update]) -> Update:
+    """One update from several: their statistics merged, committed together, ok only when every one is."""
+    stats = {k: v for u in updates for k, v in u.stats.items()}
+
+    def commit() -> None:
+        for u in updates:
+            u.commit()
+    return Update(grads, stats, commit, all(u.ok for u in updates))

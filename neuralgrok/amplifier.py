@@ -22,6 +22,10 @@ import torch
 from torch import nn
 
 MODES = ("piecewise", "dense")
+# What the softmax normalises over: the entries of each tensor (the paper's amplifier and the `main` public code), or
+# each entry's one output (the `neuralgrad` branch's code: nn.Softmax(dim=-1) on an (entries, 1) output, which is 1
+# everywhere, so that its amplifier is per-tensor gradient normalisation whatever φ holds).
+SOFTMAX_AXES = ("tensor", "entry")
 
 
 class AmplifierMLP(nn.Module):
@@ -109,22 +113,27 @@ def _segment_ids(sizes: tuple[int, ...], device) -> torch.Tensor:
 
 
 def amplify(mlp: AmplifierMLP, grads: list[torch.Tensor], c: float = 1.0, mode: str = "piecewise",
-            return_stats: bool = False, through_input: bool = False):
+            return_stats: bool = False, through_input: bool = False, softmax: str = "tensor"):
     """``c·(p⊙g)/‖p⊙g‖₂`` per tensor with ``p = softmax(mlp(g))``; all tensors in one batched pass.
 
     Differentiable with respect to the MLP's weights; ``grads`` are treated as constants
     unless ``through_input`` (an unrolled meta step differentiates through them).  With ``return_stats`` also returns ``{"pn_std", "pn_max", "norm_ratio"}``:
     the spread and maximum over all entries of ``p·n`` (n = the tensor's size; 1
     everywhere means no reweighting, and its mean is 1 by construction) and
-    ``‖g'‖/‖g‖`` over the whole model.
+    ``‖g'‖/‖g‖`` over the whole model.  ``softmax="entry"`` takes the softmax over each entry's single output
+    instead (see :data:`SOFTMAX_AXES`): p = 1, so the result is ``c·g/‖g‖`` per tensor and φ's gradient is zero.
     """
     if mode not in MODES:
         raise ValueError(f"amplifier mode must be one of {MODES}, got {mode!r}")
+    if softmax not in SOFTMAX_AXES:
+        raise ValueError(f"amplifier softmax axis must be one of {SOFTMAX_AXES}, got {softmax!r}")
     sizes = tuple(g.numel() for g in grads)
     g = torch.cat([(t if through_input else t.detach()).reshape(-1) for t in grads])
     seg = _segment_ids(sizes, g.device)
     n = len(sizes)
     out = mlp.piecewise(g) if mode == "piecewise" else mlp(g)
+    if softmax == "entry":  # softmax over one value: 1, with zero derivative (its log-domain weight is 0)
+        out = out * 0
 
     nonzero = g != 0  # log|p_i g_i| up to a per-tensor constant; -inf (and no NaN derivative) where g_i = 0
     logw = torch.where(nonzero, out + torch.log(torch.where(nonzero, g.abs(), torch.ones_like(g))), -torch.inf)

@@ -10,6 +10,12 @@ G_φ of the training gradient at the parameters reached (fresh batches of their 
 ∂L(θ_K)/∂φ is taken through all K steps, second derivatives included unless
 ``first_order``.  The inner step reuses the transformed gradient of the meta step instead
 of evaluating the amplifier again.
+
+``order="after"`` takes the meta step as both public codes do instead: after the model's
+optimizer step, at θ_{t+1}, from the gradient of the same batch recomputed there
+(``Context.batch_grads``), once every T steps counted from the first (after steps T, 2T, …).
+The look-ahead and meta-gradient are the same computation.  ``weight_decay`` is the amplifier
+optimizer's (Adam's, added to the gradient); both public codes pass it the model's.
 """
 from __future__ import annotations
 
@@ -21,8 +27,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from baselines import Context, GradientTransform, Update
 
-from .amplifier import AmplifierMLP, amplify
+from .amplifier import SOFTMAX_AXES, AmplifierMLP, amplify
 
+ORDERS = ("before", "after")  # --meta-order: the meta step at θ_t before the model's step, or at θ_{t+1} after it
 AMPLIFIER_FILE = "amplifier.safetensors"
 AMPLIFIER_META = "amplifier.json"
 
@@ -38,12 +45,18 @@ class NeuralGrok(GradientTransform):
 
     def __init__(self, hidden=(128, 128), c: float = 1.0, mode: str = "piecewise", meta_lr: float = 1e-4,
                  betas=(0.9, 0.98), frozen: bool = False, meta_every: int = 4, lookahead: str = "sgd",
-                 horizon: int = 1, first_order: bool = False):
+                 horizon: int = 1, first_order: bool = False, order: str = "before", weight_decay: float = 0.0,
+                 softmax: str = "tensor"):
+        if order not in ORDERS:
+            raise ValueError(f"meta-step order must be one of {', '.join(ORDERS)}, got {order!r}")
+        if softmax not in SOFTMAX_AXES:
+            raise ValueError(f"amplifier softmax axis must be one of {', '.join(SOFTMAX_AXES)}, got {softmax!r}")
         self.hidden, self.c, self.mode, self.frozen = tuple(hidden), float(c), mode, frozen
         self.meta_every, self.lookahead = meta_every, lookahead
         self.horizon, self.first_order = horizon, first_order
+        self.order, self.softmax = order, softmax
         self.mlp = self.make_amplifier()
-        self.opt = torch.optim.Adam(self.mlp.parameters(), lr=meta_lr, betas=tuple(betas))
+        self.opt = torch.optim.Adam(self.mlp.parameters(), lr=meta_lr, betas=tuple(betas), weight_decay=weight_decay)
         self.last_outer_loss: float | None = None
         self.meta_steps = 0
 
@@ -51,7 +64,8 @@ class NeuralGrok(GradientTransform):
     def from_config(cls, cfg, **extra) -> "NeuralGrok":
         ng = cls(hidden=cfg.amp_hidden, c=cfg.amp_c, mode=cfg.amp_eval, meta_lr=cfg.meta_lr,
                  betas=(cfg.meta_beta1, cfg.meta_beta2), frozen=cfg.freeze_amplifier, meta_every=cfg.meta_every,
-                 lookahead=cfg.lookahead, horizon=cfg.meta_horizon, first_order=cfg.meta_first_order, **extra)
+                 lookahead=cfg.lookahead, horizon=cfg.meta_horizon, first_order=cfg.meta_first_order,
+                 order=cfg.meta_order, weight_decay=cfg.meta_weight_decay, softmax=cfg.amp_softmax, **extra)
         if cfg.amplifier:
             ng.load_amplifier(cfg.amplifier)
         return ng
@@ -67,11 +81,23 @@ class NeuralGrok(GradientTransform):
         The amplifier's optimizer steps only when the update is committed, and the
         update is not ``ok`` when the outer loss or its meta-gradient is not finite.
         """
-        if self.frozen or ctx.outer_loss is None or ctx.step % self.meta_every:
+        if self.order == "after" or not self._meta_due(ctx, ctx.step):
             with torch.no_grad():
                 new, stats = self._apply(grads, ctx.params, ctx.log)
             return Update(new, self._stats(stats, self.last_outer_loss) if ctx.log else {})
         return self._meta_update(grads, ctx)
+
+    def after_step(self, ctx: Context) -> Update:
+        """With ``order="after"``, the meta step at the parameters just reached, from this batch's gradient there."""
+        if self.order != "after" or not self._meta_due(ctx, ctx.step + 1):
+            return Update([])
+        if ctx.batch_grads is None:
+            raise ValueError("a meta step after the model's step needs Context.batch_grads")
+        return self._meta_update(ctx.batch_grads(ctx.params), ctx)
+
+    def _meta_due(self, ctx: Context, count: int) -> bool:
+        """A meta step is due at ``count`` (steps taken before it) every ``meta_every``, given an outer loss."""
+        return not self.frozen and ctx.outer_loss is not None and count % self.meta_every == 0
 
     def _meta_update(self, grads: list[torch.Tensor], ctx: Context) -> Update:
         """The meta step: ∂L_outer(θ')/∂φ summed over processes, with θ' the look-ahead through G_φ(g)."""
@@ -117,8 +143,9 @@ class NeuralGrok(GradientTransform):
                through_input: bool = False) -> tuple[list[torch.Tensor], dict | None]:
         """G_φ(grads) at ``params``, with the amplifier's monitoring statistics only when asked (they cost a pass)."""
         if with_stats:
-            return amplify(self.mlp, grads, self.c, self.mode, return_stats=True, through_input=through_input)
-        return amplify(self.mlp, grads, self.c, self.mode, through_input=through_input), None
+            return amplify(self.mlp, grads, self.c, self.mode, return_stats=True, through_input=through_input,
+                           softmax=self.softmax)
+        return amplify(self.mlp, grads, self.c, self.mode, through_input=through_input, softmax=self.softmax), None
 
     def _stats(self, stats: dict, outer_loss: float | None) -> dict:
         return {"outer_loss": outer_loss, "amp_pn_std": stats["pn_std"], "amp_pn_max": stats["pn_max"],

@@ -1,4 +1,4 @@
-"""The `neuralgrok` command: train, metatrain, tasks, report, analyze, export, log, grid, rerun."""
+"""The `neuralgrok` command: train, metatrain, tasks, presets, report, analyze, export, log, grid, rerun, reproduce."""
 from __future__ import annotations
 
 import argparse
@@ -185,6 +185,19 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return rerun_main(args.args)
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import main as reproduce_main
+    return reproduce_main(args.args)
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .presets import PRESETS, describe
+    if args.name and args.name not in PRESETS:
+        raise ConfigError(f"unknown preset {args.name!r}; choose one of {', '.join(PRESETS)}")
+    print(describe(args.name))
+    return 0
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (no usage block), exit code 2."""
 
@@ -242,9 +255,14 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("--to", required=True, choices=[t for t in LOG_WITH if t != "none"],
                     help="tracker (TensorBoard writes under RUN/tensorboard/)")
     lg.set_defaults(fn=cmd_log)
+    pr = sub.add_parser("presets", help="the published setups that --paper applies, every value with its source")
+    pr.add_argument("name", nargs="?", help="one preset (default: all)")
+    pr.set_defaults(fn=cmd_presets)
     for name, summary, fn in (
             ("grid", "run a grid of runs from a TOML file, resumably (neuralgrok grid --help)", cmd_grid),
-            ("rerun", "train committed runs again and compare their metrics (neuralgrok rerun --help)", cmd_rerun)):
+            ("rerun", "train committed runs again and compare their metrics (neuralgrok rerun --help)", cmd_rerun),
+            ("reproduce", "run a published table on its paper's setup and print ours beside it "
+                          "(neuralgrok reproduce --help)", cmd_reproduce)):
         tool = sub.add_parser(name, help=summary, add_help=False, prefix_chars="\0")  # its own parser reads the rest
         tool.add_argument("args", nargs=argparse.REMAINDER)
         tool.set_defaults(fn=fn)

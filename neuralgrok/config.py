@@ -13,13 +13,15 @@ from typing import Any
 from baselines.gradnorm import SCOPES
 from baselines.grokfast import REDUCTIONS
 
-from .amplifier import MODES
+from .amplifier import MODES, SOFTMAX_AXES
+from .bilevel import ORDERS
 from .feature_amplifier import FORMS, THETA_REFS, parse_features
 from .losses import LOSSES
 from .methods import METHODS
 from .mlp import ARCH as MLP_ARCH
 from .model import ARCHS
 from .optim import LOOKAHEADS, OPTIMIZERS
+from .presets import PAPERS, PresetError, preset_options
 from .tasks import LAYOUTS
 from .tracking import LOG_WITH
 
@@ -36,6 +38,10 @@ def opt(default, help: str, group: str, **kw):
 
 @dataclass
 class RunConfig:
+    # a published setup
+    paper: str = opt("", "apply a published code's settings for --task and --method beneath the config file and the "
+                         "flags: neuralgrok-main, neuralgrok-src or grokfast (`neuralgrok presets` lists every value "
+                         "and its source)", "task", choices=PAPERS)
     # task and data
     task: str = opt("a*b", "paper task name or expression over a..e with + - * / (see `neuralgrok tasks`)", "task")
     p: int = opt(97, "modulus", "task")
@@ -109,8 +115,18 @@ class RunConfig:
     amp_c: float = opt(1.0, "amplifier rescaling coefficient c", "neuralgrok")
     amp_eval: str = opt("piecewise", "scalar amplifier's evaluation: piecewise (exact, fast) or dense (reference)",
                         "neuralgrok", choices=MODES)
+    amp_softmax: str = opt("tensor", "what the amplifier's softmax normalises over: tensor (each tensor's entries, the "
+                                     "paper's and the main branch's code) or entry (each entry's single output, as the "
+                                     "neuralgrad branch's code does: p = 1, so the amplifier is per-tensor gradient "
+                                     "normalisation)", "neuralgrok", choices=SOFTMAX_AXES)
     meta_every: int = opt(4, "meta step every T inner steps", "neuralgrok")
+    meta_order: str = opt("before", "when the meta step runs: before the model's step, at theta_t, reusing its gradient "
+                                    "(the paper's algorithm), or after it, at theta_t+1, with the gradient recomputed "
+                                    "on the same batch (both public codes; after steps T, 2T, ...)", "neuralgrok",
+                          choices=ORDERS)
     meta_lr: float = opt(1e-4, "amplifier optimizer (Adam) learning rate", "neuralgrok")
+    meta_weight_decay: float = opt(0.0, "amplifier optimizer's weight decay (L2, added to its gradient; both public "
+                                        "codes pass the model's --weight-decay)", "neuralgrok")
     meta_beta1: float = opt(0.9, "amplifier Adam beta1", "neuralgrok")
     meta_beta2: float = opt(0.98, "amplifier Adam beta2", "neuralgrok")
     lookahead: str = opt("sgd", "look-ahead rule: sgd (theta - lr*g', the paper's) or inner (the inner optimizer's)",
@@ -238,8 +254,21 @@ def build(overrides: dict[str, Any]) -> RunConfig:
     unknown = sorted(set(overrides) - set(by_name))
     if unknown:
         raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
-    cfg = RunConfig(**{k: coerce(by_name[k], v) for k, v in overrides.items()})
+    merged = {**_preset(overrides), **overrides}
+    cfg = RunConfig(**{k: coerce(by_name[k], v) for k, v in merged.items()})
     return resolve(cfg)
+
+
+def _preset(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The options ``--paper`` sets for the task and method that ``overrides`` name (or the defaults)."""
+    paper = overrides.get("paper", "")
+    if paper and paper not in PAPERS:
+        raise ConfigError(f"--paper must be one of {', '.join(p for p in PAPERS if p)}, got {paper!r}")
+    try:
+        return preset_options(paper, str(overrides.get("task", RunConfig.task)),
+                              str(overrides.get("method", RunConfig.method)))
+    except PresetError as e:
+        raise ConfigError(str(e)) from None
 
 
 def resolve(cfg: RunConfig) -> RunConfig:
@@ -305,6 +334,10 @@ def validate(cfg: RunConfig) -> None:
     _check(0.0 <= cfg.amp_slow_alpha < 1.0, f"--amp-slow-alpha must be in [0, 1), got {cfg.amp_slow_alpha}")
     _check(cfg.amp_c > 0, f"--amp-c must be > 0, got {cfg.amp_c}")
     _check(cfg.meta_lr > 0, f"--meta-lr must be > 0, got {cfg.meta_lr}")
+    _check(cfg.meta_weight_decay >= 0, f"--meta-weight-decay must be >= 0, got {cfg.meta_weight_decay}")
+    _check(cfg.amp_softmax == "tensor" or features == ("g",),
+           f"--amp-softmax {cfg.amp_softmax} sets the scalar amplifier's softmax; --amp-features {cfg.amp_features!r} "
+           f"has none")
     _check(0.0 <= cfg.meta_start_acc <= 1.0, f"--meta-start-acc must be in [0, 1], got {cfg.meta_start_acc}")
     _check(cfg.meta_horizon >= 1, f"--meta-horizon must be >= 1, got {cfg.meta_horizon}")
     _check(cfg.outer_batch >= 0, f"--outer-batch must be >= 0 (0: whole slice), got {cfg.outer_batch}")

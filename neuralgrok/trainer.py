@@ -203,7 +203,8 @@ class Trainer:
                 out.update(age_raw=metrics.age(raw), age_raw_scaled=metrics.age_scaled(raw))
                 if cfg.age_per_tensor:
                     out["age_raw_tensors"] = metrics.age_per_tensor(raw, self.param_names)
-            update = self.transform.update(raw, self._context(log))
+            ctx = self._context(log, x, y)
+            update = self.transform.update(raw, ctx)
             out.update(update.stats)
         if update is not None and update.ok and _all_finite(update.grads):
             update.commit()
@@ -219,6 +220,9 @@ class Trainer:
             self.opt.step()
             if cfg.weight_norm > 0:
                 self._project_weights(cfg.weight_norm)
+            after = self.transform.after_step(ctx)  # at the new parameters (a meta step after the model's)
+            if after.ok:
+                after.commit()
             self.bad_steps = 0
         else:  # the transform's state change is not committed: the step leaves no trace but the counters
             self.bad_steps += 1
@@ -240,13 +244,25 @@ class Trainer:
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self.params)))
         torch._foreach_mul_(self.params, radius / norm)
 
-    def _context(self, log: bool) -> Context:
-        """What a gradient method may use at this step (the outer loss only for methods that hold the slice back,
-        and only once the meta steps have begun: ``--meta-start-acc``)."""
+    def _context(self, log: bool, x: torch.Tensor, y: torch.Tensor) -> Context:
+        """What a gradient method may use at this step, whose batch is (x, y) (the outer loss only for methods that
+        hold the slice back, and only once the meta steps have begun: ``--meta-start-acc``)."""
         held_out = self.transform.uses_outer_slice and self.meta_started
         return Context(step=self.step, params=self.params, lookahead=self.inner_opt.lookahead,
                        outer_loss=self._outer_loss if held_out else None, unroll=self.inner_opt.unroll,
-                       inner_loss=self._inner_loss if held_out else None, reduce=self._sum_over_processes, log=log)
+                       inner_loss=self._inner_loss if held_out else None,
+                       batch_grads=lambda params: self._batch_grads(params, x, y),
+                       reduce=self._sum_over_processes, log=log)
+
+    def _batch_grads(self, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        """The gradient of the mean loss on (x, y) at ``params`` (constants), averaged over processes as the step's."""
+        model = self.acc.unwrap_model(self.model)
+        params = [p.detach().requires_grad_() for p in params]
+        with self.acc.autocast():
+            logits = functional_call(model, dict(zip(self.param_names, params)), (x,), {"answer_only": True})
+        grads = torch.autograd.grad(cross_entropy(logits, y, self.cfg.loss), params)
+        world = self.acc.num_processes
+        return [self._sum_over_processes(g) / world for g in grads] if world > 1 else list(grads)
 
     def _outer_loss(self, params: list[torch.Tensor]) -> torch.Tensor:
         """This process's part of the mean loss on (a batch of) the outer slice, with ``params`` substituted.
