@@ -28,14 +28,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from baselines import Context, GradientTransform, Update
 
 from .amplifier import SOFTMAX_AXES, AmplifierMLP, amplify
+from .amplifier_files import AMPLIFIER_FILE, AMPLIFIER_META, flags_for, read_amplifier
+from .errors import AmplifierFileError
 
 ORDERS = ("before", "after")  # --meta-order: the meta step at θ_t before the model's step, or at θ_{t+1} after it
-AMPLIFIER_FILE = "amplifier.safetensors"
-AMPLIFIER_META = "amplifier.json"
-
-
-class AmplifierFileError(ValueError):
-    """A missing, corrupt or mismatched amplifier file."""
 
 
 class NeuralGrok(GradientTransform):
@@ -174,27 +170,20 @@ class NeuralGrok(GradientTransform):
         """What ``amplifier.json`` records beside the weights."""
         return {"hidden": list(self.hidden), "c": self.c, "meta_steps": self.meta_steps}
 
-    def load_amplifier(self, path: str | Path) -> None:
-        """Loads learnt amplifier weights from a file or a run folder; checks they fit this amplifier."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load
-        path = Path(path)
-        if path.is_dir():  # a run folder, or a folder written by save_pretrained (neuralgrok export)
-            path = path / (AMPLIFIER_FILE if (path / AMPLIFIER_FILE).exists() or not (path / "model.safetensors").exists()
-                           else "model.safetensors")
-        if not path.is_file():
-            raise AmplifierFileError(f"no amplifier file at {path}")
-        try:
-            tensors = load(path.read_bytes())
-        except (SafetensorError, ValueError, RuntimeError) as e:
-            raise AmplifierFileError(f"amplifier file {path} is corrupt: {str(e).splitlines()[0]}") from None
+    def load_amplifier(self, path: str | Path) -> dict:
+        """Loads learnt amplifier weights (a file, a run folder, ``builtin:NAME``); checks they fit; returns its record."""
+        tensors, meta, file = read_amplifier(path)
         expected = {k: tuple(v.shape) for k, v in self.mlp.state_dict().items()}
         found = {k: tuple(v.shape) for k, v in tensors.items()}
+        if meta and (meta.get("features", ["g"]) != list(getattr(self, "features", ("g",)))
+                     or meta.get("form", "mlp") != getattr(self, "form", "mlp")):
+            raise AmplifierFileError(f"{path} holds an amplifier learnt with {flags_for(meta)}; give those options")
         if expected != found:
             hidden = _hidden_from_shapes(found)
-            raise AmplifierFileError(f"amplifier file {path} holds hidden sizes {hidden}, but this run uses "
+            raise AmplifierFileError(f"amplifier file {file} holds hidden sizes {hidden}, but this run uses "
                                      f"--amp-hidden {','.join(map(str, self.hidden))}")
         self.mlp.load_state_dict(tensors)
+        return meta
 
 
 def _hidden_from_shapes(shapes: dict[str, tuple]) -> str:

@@ -1,4 +1,4 @@
-"""The `neuralgrok` command: train, metatrain, tasks, presets, report, analyze, export, log, grid, rerun, reproduce."""
+"""The `neuralgrok` command: train, metatrain, tasks, presets, amplifiers, report, analyze, export, log, grid, rerun, reproduce."""
 from __future__ import annotations
 
 import argparse
@@ -7,11 +7,10 @@ import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from .bilevel import AmplifierFileError
 from .config import ConfigError, RunConfig, build, differing_keys, field_type, from_json, is_tuple, load_file
+from .errors import UserError
 from .runfolder import task_slug
 from .runlock import LOCK_NAME
-from .tasks import TaskError
 from .tracking import LOG_WITH
 
 GROUPS = {"task": "task and data", "model": "model", "optim": "optimisation", "method": "baseline methods",
@@ -87,11 +86,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = resolve_train_args(args)
         out = Path(args.out) if args.out else default_out(cfg)
     resume = _resume_or_refuse(cfg, out, bool(args.resume)) is not None
+    from .portable import relative  # a grid's log keeps this line: a path any clone can use
     from .trainer import Interrupted, NonFiniteError, train
     try:
         summary = train(cfg, out, quiet=args.quiet, resume=resume)
     except Interrupted as e:
-        print(f"neuralgrok: {e}; continue with: neuralgrok train --resume {out}", file=sys.stderr)
+        print(f"neuralgrok: {e}; continue with: neuralgrok train --resume {relative(out)}", file=sys.stderr)
         return 128 + e.signum
     except NonFiniteError as e:
         print(f"neuralgrok: error: {e}", file=sys.stderr)
@@ -180,6 +180,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return grid_main(args.args)
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from .compact import main as compact_main
+    return compact_main(args.args)
+
+
 def cmd_rerun(args: argparse.Namespace) -> int:
     from .rerun import main as rerun_main
     return rerun_main(args.args)
@@ -190,12 +195,26 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return reproduce_main(args.args)
 
 
+def cmd_amplifiers(args: argparse.Namespace) -> int:
+    from .amplifier_files import describe_builtins
+    print(describe_builtins())
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from .presets import PRESETS, describe
     if args.name and args.name not in PRESETS:
         raise ConfigError(f"unknown preset {args.name!r}; choose one of {', '.join(PRESETS)}")
     print(describe(args.name))
     return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("neuralgrok")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -207,6 +226,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="neuralgrok", description="Grokking experiments: NeuralGrok and its baselines.")
+    p.add_argument("--version", action="version", version=f"neuralgrok {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model on a modular-arithmetic task",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -255,12 +275,16 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("--to", required=True, choices=[t for t in LOG_WITH if t != "none"],
                     help="tracker (TensorBoard writes under RUN/tensorboard/)")
     lg.set_defaults(fn=cmd_log)
+    sub.add_parser("amplifiers", help="the learnt amplifiers that ship with the package (--amplifier builtin:NAME), "
+                                      "with their provenance").set_defaults(fn=cmd_amplifiers)
     pr = sub.add_parser("presets", help="the published setups that --paper applies, every value with its source")
     pr.add_argument("name", nargs="?", help="one preset (default: all)")
     pr.set_defaults(fn=cmd_presets)
     for name, summary, fn in (
             ("grid", "run a grid of runs from a TOML file, resumably (neuralgrok grid --help)", cmd_grid),
             ("rerun", "train committed runs again and compare their metrics (neuralgrok rerun --help)", cmd_rerun),
+            ("compact", "compress finished runs' metrics and figures for committing (neuralgrok compact --help)",
+             cmd_compact),
             ("reproduce", "run a published table on its paper's setup and print ours beside it "
                           "(neuralgrok reproduce --help)", cmd_reproduce)):
         tool = sub.add_parser(name, help=summary, add_help=False, prefix_chars="\0")  # its own parser reads the rest
@@ -273,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ConfigError, TaskError, AmplifierFileError) as e:
+    except UserError as e:
         print(f"neuralgrok: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

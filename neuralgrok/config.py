@@ -15,21 +15,18 @@ from baselines.grokfast import REDUCTIONS
 
 from .amplifier import MODES, SOFTMAX_AXES
 from .bilevel import ORDERS
+from .errors import ConfigError, PresetError
 from .feature_amplifier import FORMS, THETA_REFS, parse_features
 from .losses import LOSSES
 from .methods import METHODS
 from .mlp import ARCH as MLP_ARCH
 from .model import ARCHS
 from .optim import LOOKAHEADS, OPTIMIZERS
-from .presets import PAPERS, PresetError, preset_options
+from .presets import PAPERS, preset_options
 from .tasks import LAYOUTS
 from .tracking import LOG_WITH
 
 PRECISIONS = ("no", "bf16", "fp16")
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be run; its message is one line naming the problem."""
 
 
 def opt(default, help: str, group: str, **kw):
@@ -138,7 +135,8 @@ class RunConfig:
     meta_start_acc: float = opt(0.0, "meta steps begin once an evaluation's training accuracy reaches this (0: from "
                                      "the first step); before, the amplifier is applied as it is", "neuralgrok")
     outer_batch: int = opt(0, "outer-slice examples per meta step (0: the whole slice)", "neuralgrok")
-    amplifier: str = opt("", "load a learnt amplifier (amplifier.safetensors or its run folder)", "neuralgrok")
+    amplifier: str = opt("", "load a learnt amplifier: amplifier.safetensors, its run folder, or builtin:NAME (one that "
+                             "ships with the package: `neuralgrok amplifiers`)", "neuralgrok")
     freeze_amplifier: bool = opt(False, "hold the loaded amplifier fixed (no meta steps)", "neuralgrok")
     # run
     seed: int = opt(0, "seed for the split, initialisation and batch order", "run")

@@ -31,9 +31,7 @@ the learnt term can shrink the weights but never grow them.
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -41,7 +39,7 @@ from torch import nn
 from baselines import Context, Update
 
 from .amplifier import _segment_ids
-from .bilevel import AMPLIFIER_META, AmplifierFileError, NeuralGrok
+from .bilevel import AmplifierFileError, NeuralGrok
 
 FEATURES = ("g", "slow", "theta", "step", "tensor")
 FORMS = ("mlp", "coefficients")  # --amp-form: a network of the features, or per-tensor coefficients of the terms
@@ -256,17 +254,16 @@ class FeatureNeuralGrok(NeuralGrok):
                                      f"tensors and reads them by position; this model has {n}")
         self.n_tensors = n
 
-    def load_amplifier(self, path) -> None:
+    def load_amplifier(self, path) -> dict:
         """As NeuralGrok's; also reads how many parameter tensors the amplifier was learnt on, where recorded."""
-        super().load_amplifier(path)
-        meta = (Path(path) if Path(path).is_dir() else Path(path).parent) / AMPLIFIER_META
-        info = json.loads(meta.read_text()) if meta.exists() else {}
+        info = super().load_amplifier(path)
         learnt_ref = info.get("theta_ref", "rms")  # files that predate the option were learnt with rms
         if "theta" in self.features and info and learnt_ref != self.theta_ref:
             raise AmplifierFileError(f"the loaded amplifier was learnt with --amp-theta-ref {learnt_ref}; this run "
                                      f"uses {self.theta_ref}")
         if self.by_position:
             self.n_tensors = info.get("tensors")
+        return info
 
     def _after_meta_step(self) -> None:
         if self.decay_nonneg:

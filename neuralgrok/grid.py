@@ -47,6 +47,8 @@ import yaml
 
 from . import checkpoint, reuse
 from .config import ConfigError, RunConfig, build, differing_keys, from_json
+from .errors import GridError, UserError
+from .portable import relative_words
 from .runlock import FolderLock, FolderLocked, holder_of
 
 
@@ -70,7 +72,7 @@ def _variants(opts: dict) -> list[tuple[str, dict]]:
     if not sweep:
         return [("", opts)]
     if not isinstance(sweep, dict) or len(sweep) != 1 or not isinstance(next(iter(sweep.values())), list):
-        raise SystemExit(f"grid: sweep must name one option and a list of values, got {sweep!r}")
+        raise GridError(f"sweep must name one option and a list of values, got {sweep!r}")
     (key, values), = sweep.items()
     short = SWEEP_NAMES.get(key, key)
     label = opts.get("label") or opts["method"]
@@ -86,7 +88,7 @@ def expand(grid: dict, only: dict[str, set[str]] | None = None) -> list[Cell]:
     spec = grid.get("grid", {})
     for key in ("tasks", "methods", "seeds"):
         if key not in spec:
-            raise SystemExit(f"grid: [grid] needs '{key}'")
+            raise GridError(f"[grid] needs '{key}'")
     cells = []
     for task in spec["tasks"]:
         task_opts = dict(grid.get("tasks", {}).get(task, {}))
@@ -97,6 +99,7 @@ def expand(grid: dict, only: dict[str, set[str]] | None = None) -> list[Cell]:
             opts = {**grid.get("defaults", {}), **task_opts, **grid.get("methods", {}).get(method, {}),
                     **grid.get("cells", {}).get(f"{task}/{method}", {})}
             opts.setdefault("method", method)
+            opts.setdefault("task", task)  # a task without a table of its own is a paper task's name
             for suffix, variant in _variants(opts):
                 if only and "wd" in only and float(variant.get("weight_decay", DEFAULT_WD)) not in only["wd"]:
                     continue
@@ -198,17 +201,79 @@ def reuse_run(cell: Cell, out: Path, runs: list[reuse.Finished], threads: int) -
     return None
 
 
+TABLES = {"grid": ("tasks", "methods", "seeds"), "defaults": None, "tasks": None, "methods": None, "cells": None}
+
+
+def load(path: Path) -> dict:
+    """A grid file as a dict; GridError (one line) when it is unreadable, not TOML, or names unknown tables."""
+    try:
+        grid = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise GridError(f"cannot read grid file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:  # its message gives the line and column
+        raise GridError(f"{path} is not valid TOML: {e}") from None
+    unknown = sorted(set(grid) - set(TABLES))
+    if unknown:
+        raise GridError(f"{path}: unknown table(s) {', '.join(unknown)}; a grid has {', '.join(TABLES)}")
+    spec = grid.get("grid", {})
+    unknown = sorted(set(spec) - set(TABLES["grid"]))
+    if unknown:
+        raise GridError(f"{path}: unknown key(s) in [grid]: {', '.join(unknown)}; it takes tasks, methods, seeds")
+    for key in TABLES["grid"]:
+        if not isinstance(spec.get(key, []), list):
+            raise GridError(f"{path}: [grid] {key} must be a list, got {spec[key]!r}")
+    for table, names in (("tasks", "tasks"), ("methods", "methods")):
+        stray = sorted(set(grid.get(table, {})) - set(spec.get(names, [])))
+        if stray:
+            raise GridError(f"{path}: [{table}.{stray[0]}] names no entry of [grid] {names}")
+    for pair in grid.get("cells", {}):
+        task, _, method = pair.partition("/")
+        if task not in spec.get("tasks", []) or method not in spec.get("methods", []):
+            raise GridError(f'{path}: [cells."{pair}"] is not a TASK/METHOD pair of [grid]')
+    return grid
+
+
+def resolve_cells(cells: list[Cell], staged: set[str] = frozenset()) -> list[RunConfig]:
+    """Every cell's resolved config, checked as a run would check it; GridError naming the first bad cell.
+
+    An ``amplifier`` that names the run folder of a cell in ``staged`` (``.../runs/NAME``: the grid's own
+    cells) may not exist yet: an earlier stage of the grid writes it.
+    """
+    from .amplifier_files import amplifier_file
+    from .tasks import make_task, parse_ranges
+    configs = []
+    for cell in cells:
+        try:
+            cfg = build(cell.options)
+            make_task(cfg.task, cfg.p, parse_ranges(cfg.operand_range))
+            later = Path(cfg.amplifier).parent.name == "runs" and Path(cfg.amplifier).name in staged
+            if cfg.amplifier and not later:
+                amplifier_file(cfg.amplifier)
+        except UserError as e:
+            raise GridError(f"cell {cell.name}: {e}") from None
+        configs.append(cfg)
+    return configs
+
+
+def described(cell: Cell, cfg: RunConfig) -> str:
+    """The cell's resolved options that differ from the defaults, as one line."""
+    default = RunConfig()
+    changed = [f"{f}={getattr(cfg, f)!r}" for f in RunConfig.__dataclass_fields__
+               if getattr(cfg, f) != getattr(default, f) and f != "label"]
+    return f"    {cell.name}: " + " ".join(changed)
+
+
 def parse_only(items: list[str]) -> dict[str, set]:
     """``--only`` words as {key: values}: names for task and method, strings for seed, floats for wd."""
     only = {}
     for item in items:
         key, _, values = item.partition("=")
         if key not in ("task", "method", "seed", "wd") or not values:
-            raise SystemExit(f"grid: --only takes task=A,B, method=A,B, seed=0,1 or wd=0,1e-3, got {item!r}")
+            raise GridError(f"--only takes task=A,B, method=A,B, seed=0,1 or wd=0,1e-3, got {item!r}")
         try:
             only[key] = {float(v) for v in values.split(",")} if key == "wd" else set(values.split(","))
         except ValueError:
-            raise SystemExit(f"grid: --only wd= takes numbers, got {values!r}") from None
+            raise GridError(f"--only wd= takes numbers, got {values!r}") from None
     return only
 
 
@@ -235,22 +300,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", nargs="+", type=Path, default=[], metavar="DIR",
                     help="copy in finished runs from these results folders that trained exactly as a cell would "
                          "(settings equal up to label, cap and checkpointing; same threads; stopped before the cap)")
-    ap.add_argument("--dry-run", action="store_true", help="list the commands, run nothing")
+    ap.add_argument("--dry-run", action="store_true", help="check every cell, list its command and the options it "
+                                                         "resolves to (those that differ from the defaults), run nothing")
     cluster.add_arguments(ap)
     args = ap.parse_args(argv)
     if args.jobs < 1:
         raise SystemExit(f"grid: --jobs must be >= 1, got {args.jobs}")
-    cells = expand(tomllib.loads(args.grid.read_text()), parse_only(args.only))
+    try:
+        spec = load(args.grid)
+        cells = expand(spec, parse_only(args.only))
+        configs = resolve_cells(cells, {c.name for c in expand(spec)})  # checked before anything runs or is written
+    except UserError as e:
+        print(f"neuralgrok grid: error: {e}", file=sys.stderr)
+        return 2
     threads = max(1, usable_cores() // args.jobs) if args.executor == "local" else args.cpus
     env_words = [f"{k}={v}" for k, v in thread_env(threads).items()]
-    commands = [shlex.join(env_words + c.command(args.out, "python")) for c in cells]
+    commands = [shlex.join(env_words + relative_words(c.command(args.out, "python"))) for c in cells]
     if args.dry_run:
-        print("\n".join(commands))
+        for command, cell, cfg in zip(commands, cells, configs):
+            print(command)
+            print(described(cell, cfg))
         return 0
     for sub in ("runs", "configs", "logs"):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
     with open(args.out / "commands.txt", "a") as f:
-        f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: python {shlex.join(sys.argv)}\n")
+        given = sys.argv[1:] if argv is None else argv  # recorded as run from here, by any clone (portable.py)
+        f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(['neuralgrok', 'grid', *relative_words(given)])}\n")
         f.write("\n".join(commands) + "\n")
     if args.reuse:
         try:

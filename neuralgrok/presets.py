@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import PresetError
+
 NG_REPO = "Blackzxy/NeuralOptGrok"  # sources name a file and the statement in it (line numbers move between commits)
 MAIN, MAIN_NEW = f"{NG_REPO}@main neural_grok.py", f"{NG_REPO}@main main_new.py (commit 3c7501e)"
 SRC = f"{NG_REPO}@neuralgrad src/"
@@ -156,10 +158,6 @@ GROKFAST = Preset(
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (NEURALGROK_MAIN, NEURALGROK_SRC, GROKFAST)}
 PAPERS = ("", *PRESETS)  # --paper choices ("": none)
-
-
-class PresetError(ValueError):
-    """A preset asked for a task it has no settings for."""
 
 
 def preset_options(paper: str, task: str, method: str) -> dict[str, object]:

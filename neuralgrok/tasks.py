@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import TaskError
+
 OPERANDS = "abcde"
 SYMBOLS = ("+", "-", "*", "/", "(", ")", "=")
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
@@ -23,10 +25,6 @@ PAPER_TASKS: dict[str, tuple[str, int, frozenset[str]]] = {
     "square_sub": ("a*a-b", 97, frozenset()),
     "mod7_five": ("a*c+b*d-e", 7, frozenset("be")),
 }
-
-
-class TaskError(ValueError):
-    """A task specification that cannot produce a dataset."""
 
 
 @dataclass(frozen=True)

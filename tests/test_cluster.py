@@ -42,7 +42,8 @@ def test_submitit_jobs_give_the_local_grids_runs(tmp_path, capsys):
 
 
 def test_a_failing_cell_fails_its_job_and_the_grid(tmp_path, capsys):
-    bad = GRID.replace('task = "a+b"', 'task = "a+b"\nckpt_dir_that_does_not_exist = 1')
+    # valid on paper (an amplifier that an earlier stage of the grid would write), missing when the job runs
+    bad = GRID.replace('task = "a+b"', 'task = "a+b"\nmethod = "neuralgrok"\namplifier = "nowhere/runs/add-standard-s0"')
     assert _grid(tmp_path, bad, "--out", str(tmp_path / "jobs"), "--executor", "submitit-local") == 1
     out = capsys.readouterr().out
     assert "add-standard-s0" in out and "failed in job" in out and "exit 2" in out

@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from neuralgrok import grid, reuse
+from neuralgrok.errors import GridError
 
 # the tiny task of conftest.TINY as grid options, 40 steps with checkpoints every 10
 GRID = """
@@ -40,10 +41,10 @@ def test_expand_merges_tables_in_order_and_filters():
     cells = {c.name: c.options for c in grid.expand(spec)}
     assert list(cells) == ["t1-m1-s5", "t1-m2-s5", "t2-m1-s0", "t2-m1-s1", "t2-m2-s0", "t2-m2-s1"]
     assert [cells[n]["lr"] for n in ("t1-m1-s5", "t1-m2-s5", "t2-m1-s0", "t2-m2-s1")] == [2.0, 4.0, 1.0, 3.0]
-    assert cells["t2-m2-s1"] == {"lr": 3.0, "p": 7, "method": "m2", "seed": 1}
+    assert cells["t2-m2-s1"] == {"lr": 3.0, "p": 7, "method": "m2", "task": "t2", "seed": 1}
     only = grid.expand(spec, grid.parse_only(["task=t2", "method=m1", "seed=1"]))
     assert [c.name for c in only] == ["t2-m1-s1"]
-    with pytest.raises(SystemExit, match="needs 'seeds'"):
+    with pytest.raises(GridError, match="needs 'seeds'"):
         grid.expand({"grid": {"tasks": [], "methods": []}})
 
 
@@ -69,12 +70,49 @@ def test_finished_runs_are_skipped(tmp_path, capsys):
     assert "done before" in capsys.readouterr().out
 
 
-def test_dry_run_lists_each_cells_command_and_writes_nothing(tmp_path, capsys):
+def test_dry_run_lists_each_cells_command_and_resolved_options_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "grid.toml").write_text(GRID.replace('seeds = [0]', 'seeds = [0, 1]'))
     assert grid.main([str(tmp_path / "grid.toml"), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.rsplit("/", 1)[-1] for line in lines] == ["add-standard-s0", "add-standard-s1"]
+    assert [line.rsplit("/", 1)[-1] for line in lines[::2]] == ["add-standard-s0", "add-standard-s1"]
+    resolved = lines[3].split()
+    assert resolved[0] == "add-standard-s1:" and "seed=1" in resolved and "weight_decay=1.0" in resolved
+    assert "task='a+b'" in resolved and "clip_grad=0.0" in resolved  # method defaults resolved too
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("weight_decay = 1.0", "weight_decya = 1.0"), "cell add-standard-s0: unknown option(s): weight_decya"),
+    (("weight_decay = 1.0", 'weight_decay = "lots"'), "cell add-standard-s0: --weight-decay expects float, got 'lots'"),
+    (('task = "a+b"', 'task = "a+q"'), "cell add-standard-s0: unknown operand 'q'"),
+    (("lr = 1e-2", 'lr = 1e-2\namplifier = "nowhere/amp"'), "cell add-standard-s0: --amplifier is only used with"),
+    (('[tasks.add]', '[tasks.sub]'), "[tasks.sub] names no entry of [grid] tasks"),
+    (('[defaults]', '[defualts]'), "unknown table(s) defualts"),
+    (('seeds = [0]', 'seeds = [0]\nsead = 1'), "unknown key(s) in [grid]: sead"),
+    (('seeds = [0]', 'seeds = [0'), "is not valid TOML: Unclosed array (at line 7, column 1)"),
+])
+def test_a_bad_grid_fails_before_anything_runs_with_one_line(tmp_path, capsys, edit, message):
+    (tmp_path / "g.toml").write_text(GRID.replace(*edit))
+    for executor in ([], ["--executor", "slurm"]):
+        assert grid.main([str(tmp_path / "g.toml"), "--out", str(tmp_path / "out"), *executor]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not (tmp_path / "out").exists()  # nothing written, nothing submitted
+
+
+def test_a_bad_amplifier_path_in_a_neuralgrok_cell_is_named(tmp_path, capsys):
+    text = GRID.replace("lr = 1e-2", 'lr = 1e-2\nmethod = "neuralgrok"\namplifier = "nowhere/amp"')
+    (tmp_path / "g.toml").write_text(text)
+    assert grid.main([str(tmp_path / "g.toml"), "--out", str(tmp_path / "out")]) == 2
+    assert "cell add-standard-s0: no amplifier file at nowhere/amp" in capsys.readouterr().err
+
+
+def test_every_committed_grid_validates(monkeypatch):
+    from pathlib import Path
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # their paths are relative to the repository
+    for path in sorted((Path(__file__).resolve().parents[1] / "experiments" / "grids").rglob("*.toml")):
+        cells = grid.expand(grid.load(path))
+        grid.resolve_cells(cells, {c.name for c in cells})
 
 
 def test_killed_run_continues_from_its_checkpoint(tmp_path, capsys):
@@ -113,13 +151,13 @@ def test_a_method_sweeps_one_option():
     assert list(cells) == ["t-m-wd0-s0", "t-m-wd0.001-s0", "t-m-wd0.03-s0", "t-n-s0"]
     assert cells["t-m-wd0.001-s0"]["weight_decay"] == 1e-3 and cells["t-m-wd0.001-s0"]["label"] == "standard wd=0.001"
     assert "sweep" not in cells["t-m-wd0-s0"] and cells["t-n-s0"]["label"] == "ema"
-    with pytest.raises(SystemExit, match="sweep must name one option"):
+    with pytest.raises(GridError, match="sweep must name one option"):
         grid.expand({**spec, "methods": {"m": {"method": "standard", "sweep": {"lr": 1e-3}}}})
     # --only wd= keeps the cells trained at those weight decays, swept or not (n has the default, 1e-3)
     only = grid.expand(spec, grid.parse_only(["wd=0,1e-3"]))
     assert [c.name for c in only] == ["t-m-wd0-s0", "t-m-wd0.001-s0", "t-n-s0"]
     assert [c.name for c in grid.expand(spec, grid.parse_only(["wd=0.030"]))] == ["t-m-wd0.03-s0"]
-    with pytest.raises(SystemExit, match="wd= takes numbers"):
+    with pytest.raises(GridError, match="wd= takes numbers"):
         grid.parse_only(["wd=none"])
 
 
