@@ -2,7 +2,13 @@
 
 ``metrics.jsonl`` stays the source of truth; a tracker receives the run's whole config once,
 then each metrics line at its step. TensorBoard writes under ``RUN/tensorboard/``; W&B, MLflow
-and Trackio use their own settings (environment variables, their local folders).
+and Trackio use their own settings, which also keep them offline: W&B with ``WANDB_MODE=offline``
+writes ``$WANDB_DIR/wandb/offline-run-*/`` (default: the working directory), MLflow its
+``MLFLOW_TRACKING_URI`` (default ``sqlite:///mlflow.db`` in the working directory), Trackio
+``$TRACKIO_DIR/PROJECT.db`` (default ``$HF_HOME/trackio``); W&B and Trackio name the project,
+MLflow the run, after the run folder. ``Trackers`` sets up Accelerate's state itself, as
+``neuralgrok log`` has no Accelerator and W&B's and Trackio's classes log through Accelerate's
+logger, which needs that state.
 """
 from __future__ import annotations
 
@@ -40,9 +46,11 @@ class Trackers:
     """The trackers of one run: ``log(row)`` each metrics line, ``close()`` at the end."""
 
     def __init__(self, names: Iterable[str], run_dir: str | Path, config: dict[str, Any]):
+        from accelerate import PartialState
         from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
         from .config import ConfigError  # (config imports this module for LOG_WITH)
+        PartialState()  # (the trainer's Accelerator's, or a new one for a replay)
         run_dir = Path(run_dir)
         self.trackers = []
         for name in names:
