@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 from .aggregate import Group, Run, StepsBar, SweepPoint, finite, norm_method, order_key
+from .png import palette_png
 from .runfolder import write_atomic
 
 CANONICAL_COLOURS = {"standard": "#4d4d4d", "gradnorm": "#9467bd", "grokfast_ma": "#1f77b4",
@@ -88,9 +89,10 @@ def _plot_metric(ax, group: Group, key: str, colour: str, linestyle: str = "-", 
 
 
 def _save_figure(fig, path: Path) -> None:
+    """Writes ``fig`` as a palette PNG (png.py: the same picture, a third of the bytes) where that keeps it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI)
-    write_atomic(path, buf.getvalue())
+    write_atomic(path, palette_png(buf.getvalue()) or buf.getvalue())
 
 
 def _method_legend(ax, groups: list[Group], colours: dict[str, str], extra: list | None = None) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .bilevel import AMPLIFIER_FILE, AMPLIFIER_META
 from .config import ConfigError, RunConfig, validate
+from .portable import relative
 from .runfolder import read_metrics, task_slug, write_json
 
 # statistics of the last metrics line that say how far the amplifier is from uniform
@@ -57,7 +58,7 @@ def metatrain(base: RunConfig, tasks: list[str], seeds: list[int], rounds: int, 
                     **{k: last[k] for k in DISTANCE_KEYS if k in last}})
         write_json(out / "metatrain.json", {"tasks": tasks, "seeds": seeds, "rounds": rounds,
                                             "episode_steps": episode_steps, "episodes": log})
-        amplifier = str(folder)
+        amplifier = relative(folder)  # the next episode's config.json records it: relative to here where inside
     for name in (AMPLIFIER_FILE, AMPLIFIER_META):
         shutil.copyfile(Path(amplifier) / name, out / name)
     return out

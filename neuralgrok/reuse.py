@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError, RunConfig, differing_keys, from_json, to_json
+from .portable import relative
 from .runfolder import write_json
 
 MAY_DIFFER = ("label", "max_steps", "checkpoint_every", "keep_checkpoints")
@@ -68,6 +69,7 @@ def copy_in(run: Finished, cfg: RunConfig, run_dir: Path, log: Path) -> None:
     own = {f: getattr(cfg, f) for f in MAY_DIFFER}  # what a run of the cell would have written
     (part / "config.json").write_text(to_json(dataclasses.replace(run.cfg, **own)))
     differed = {f: [getattr(run.cfg, f), getattr(cfg, f)] for f in MAY_DIFFER if getattr(run.cfg, f) != getattr(cfg, f)}
-    write_json(part / "reused_from.json", {"run": str(run.path), "differed (source, this cell)": differed})
+    source = relative(run.path)  # as the grid was given it, or relative to here: the record works from any clone
+    write_json(part / "reused_from.json", {"run": source, "differed (source, this cell)": differed})
     part.rename(run_dir)
-    log.write_text(f"reused {run.path}: the same training (differed only in {', '.join(differed) or 'nothing'})\n")
+    log.write_text(f"reused {source}: the same training (differed only in {', '.join(differed) or 'nothing'})\n")

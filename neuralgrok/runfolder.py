@@ -10,6 +10,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
+from .errors import UserError
+
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     """Writes ``data`` to ``path`` so that a reader sees the old file or the new one, never a part."""
@@ -62,17 +64,51 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
+COMPRESSED = ".xz"  # a finished run's committed metrics: metrics.jsonl.xz (neuralgrok compact, compact.py)
+
+
+class MetricsFileError(UserError):
+    """A compressed metrics file that cannot be read; its message is one line naming the file."""
+
+
+def metrics_file(path: str | Path) -> Path:
+    """The file that holds the metrics log ``path`` (``RUN/metrics.jsonl``): itself, or its compressed copy.
+
+    The plain log wins when both exist (a run resumed from a compressed log writes the plain one
+    first), so that a kill between two steps of a compaction or a resume never loses a line.
+    """
+    path = Path(path)
+    if path.suffix == COMPRESSED or path.exists():
+        return path
+    packed = path.with_name(path.name + COMPRESSED)
+    return packed if packed.exists() else path
+
+
+def metrics_text(path: str | Path) -> str:
+    """The text of a metrics log, decompressed if it is a ``.xz`` file; MetricsFileError if that is damaged."""
+    path = Path(path)
+    if path.suffix != COMPRESSED:
+        return path.read_text(errors="replace")
+    import lzma
+    try:
+        return lzma.decompress(path.read_bytes()).decode(errors="replace")
+    except (lzma.LZMAError, EOFError) as e:
+        raise MetricsFileError(f"{path}: damaged compressed metrics, not a readable xz file ({e})") from None
+
+
 def read_metrics(path: str | Path) -> tuple[list[dict], int]:
     """The metrics lines that parse as JSON objects, sorted by step, and how many lines were skipped.
 
-    A truncated last line (a kill mid-write) or an unreadable line is skipped with a
-    warning naming it; nothing is raised for a damaged log.
+    ``path`` is a run's ``metrics.jsonl``; when only its compressed copy ``metrics.jsonl.xz``
+    exists (a finished, committed run), that is read. A truncated last line (a kill mid-write)
+    or an unreadable line is skipped with a warning naming it; nothing is raised for a damaged
+    log, but a damaged ``.xz`` file raises MetricsFileError.
     """
-    path = Path(path)
+    path = metrics_file(path)
     if not path.exists():
         return [], 0
     rows, skipped = [], 0
-    lines = path.read_text(errors="replace").split("\n")
+    lines = metrics_text(path).split("\n")
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -103,9 +139,14 @@ class MetricsLog:
             os.fsync(f.fileno())
 
     def truncate_to(self, last_step: int) -> list[dict]:
-        """Keeps only the complete lines with step <= last_step (used when resuming)."""
+        """Keeps only the complete lines with step <= last_step (used when resuming).
+
+        A compacted run's ``metrics.jsonl.xz`` is decompressed into the plain log, which the run
+        appends to, and then removed.
+        """
         rows = [r for r in read_metrics(self.path)[0] if r["step"] <= last_step]
         write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in rows))
+        self.path.with_name(self.path.name + COMPRESSED).unlink(missing_ok=True)
         return rows
 
 

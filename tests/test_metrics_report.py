@@ -256,7 +256,7 @@ def test_report_figures_are_valid_pngs(report):
     for name in ("accuracy.png", "age.png", "age_scaled.png", "steps_vs_paper.png", "weight_norm.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
-        assert len(data) > 20_000
+        assert len(data) > 10_000  # a palette PNG (png.py) of a drawn figure
         img = mpimg.imread(out / name)
         assert img.shape[0] >= 400 and img.shape[1] >= 600
         non_white = (img[..., :3].min(axis=-1) < 0.9).mean()
