@@ -19,7 +19,7 @@ step, between ``backward()`` and ``optimizer.step()``::
 from .gradnorm import GradNorm
 from .grokfast import GrokfastEMA, GrokfastMA
 from .orthograd import OrthoGrad
-from .transform import Chain, Context, GradientTransform, Identity, Update
+from .transform import Chain, Context, GradientTransform, Identity, Stream, Update
 
-__all__ = ["GradientTransform", "Context", "Update", "Identity", "Chain", "GrokfastEMA", "GrokfastMA", "GradNorm",
+__all__ = ["GradientTransform", "Context", "Update", "Stream", "Identity", "Chain", "GrokfastEMA", "GrokfastMA", "GradNorm",
            "OrthoGrad"]

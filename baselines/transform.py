@@ -13,6 +13,24 @@ def _nothing() -> None:
     pass
 
 
+@dataclass(frozen=True)
+class Stream:
+    """A stream of training examples that a transform asks its loop for (:meth:`GradientTransform.streams`).
+
+    - ``rows``: ``"held_out"``, a slice of the training split that the loop then keeps out of the
+      steps (its size is the loop's; NeuralGrok's outer slice), or ``"train"``, the rows the steps use;
+    - ``batch``: examples per batch; ``None`` for the loop's batch size, 0 for all the rows each time;
+    - ``seed``: added to the run's seed for this stream's shuffling (streams never disturb the steps').
+    """
+
+    rows: str
+    batch: int | None = None
+    seed: int = 1
+
+
+ROWS = ("held_out", "train")
+
+
 @dataclass
 class Context:
     """What a transform may read at a step; a training loop fills in what it has.
@@ -21,10 +39,10 @@ class Context:
     - ``params``: the live parameters, in the order of the gradients;
     - ``lookahead(grads, rule)``: the parameters after one optimizer step with ``grads``
       (differentiable in them), by the optimizer's own rule or ``'sgd'``;
-    - ``outer_loss(params)``: this process's share of the loss on held-out data at ``params``;
     - ``unroll(first, later, k, rule)``: the parameters after k optimizer steps, the first with
       ``first`` and each later one with ``later(params)`` (differentiable);
-    - ``inner_loss(params)``: the training loss at ``params`` on a fresh batch of its own;
+    - ``loss(name, params)``: this process's share of the mean loss at ``params`` on the next batch
+      of the transform's stream ``name`` (summed over processes it is the batch's mean);
     - ``batch_grads(params)``: the gradient of this step's own training batch at ``params``, as the
       step's gradient is taken (averaged over processes; the parameters enter as constants);
     - ``reduce(t)``: ``t`` summed over processes (identity on one process);
@@ -34,9 +52,8 @@ class Context:
     step: int = 0
     params: Grads | None = None
     lookahead: Callable[[Grads, str], Grads] | None = None
-    outer_loss: Callable[[Grads], torch.Tensor] | None = None
     unroll: Callable[[Grads, Callable[[Grads], Grads], int, str], Grads] | None = None
-    inner_loss: Callable[[Grads], torch.Tensor] | None = None
+    loss: Callable[[str, Grads], torch.Tensor] | None = None
     batch_grads: Callable[[Grads], Grads] | None = None
     reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
     log: bool = False
@@ -74,12 +91,24 @@ class GradientTransform:
     run can be checkpointed and resumed exactly.
     """
 
-    # A method that learns from held-out data sets this: the trainer then takes inner steps on
-    # the rest of the training split only and passes ``ctx.outer_loss`` on the held-out slice.
-    uses_outer_slice = False
-
     def update(self, grads: Grads, ctx: Context) -> Update:
         raise NotImplementedError
+
+    # -- what a loop offers a transform that asks (all optional) ---------------------------------
+    def streams(self) -> dict[str, Stream]:
+        """The example streams this transform reads through ``Context.loss`` (none by default)."""
+        return {}
+
+    @property
+    def uses_outer_slice(self) -> bool:
+        """True when a stream reads held-out rows: the loop then steps on the rest of the training split only."""
+        return any(s.rows == "held_out" for s in self.streams().values())
+
+    def attach(self, processes: int) -> None:
+        """Called once before the first step with the number of processes; raises when it cannot run so."""
+
+    def observe(self, row: dict[str, Any]) -> None:
+        """Called after each evaluation with its metrics row (a transform may start something on it)."""
 
     def after_step(self, ctx: Context) -> Update:
         """A state change to make after the optimizer has stepped with this step's update (``ctx.params`` then
@@ -117,7 +146,23 @@ class Chain(GradientTransform):
 
     def __init__(self, *transforms: GradientTransform):
         self.transforms = list(transforms)
-        self.uses_outer_slice = any(t.uses_outer_slice for t in self.transforms)
+        self.streams()  # raises when two members ask for one stream name differently
+
+    def streams(self) -> dict[str, Stream]:
+        merged: dict[str, Stream] = {}
+        for t in self.transforms:
+            for name, stream in t.streams().items():
+                if merged.setdefault(name, stream) != stream:
+                    raise ValueError(f"chained transforms ask for stream {name!r} as {merged[name]} and {stream}")
+        return merged
+
+    def attach(self, processes: int) -> None:
+        for t in self.transforms:
+            t.attach(processes)
+
+    def observe(self, row: dict[str, Any]) -> None:
+        for t in self.transforms:
+            t.observe(row)
 
     def update(self, grads: Grads, ctx: Context) -> Update:
         updates = []

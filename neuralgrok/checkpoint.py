@@ -88,3 +88,17 @@ def load_latest(folder: str | Path, warn=lambda msg: print(msg, file=sys.stderr)
             continue
         return step, state
     return None
+
+
+def upgrade(state: dict) -> dict:
+    """A checkpoint's state in today's layout: older ones kept the held-out and unrolled-step streams under their own
+    keys (``outer_stream``, ``meta_stream``) and NeuralGrok's gate in the loop's counters."""
+    if "streams" in state:
+        return state
+    state = dict(state)
+    state["streams"] = {name: state.pop(key) for name, key in (("held_out", "outer_stream"), ("train", "meta_stream"))
+                        if key in state}
+    started = state["counters"].get("meta_started")
+    if started is not None and isinstance(state.get("transform"), dict) and "mlp" in state["transform"]:
+        state["transform"] = {**state["transform"], "meta_started": started}
+    return state

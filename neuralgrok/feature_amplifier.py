@@ -1,4 +1,4 @@
-"""NeuralGrok with richer inputs: an amplifier that reads each entry's gradient, slow gradient, weight, tensor and the step.
+"""Richer amplifiers: networks that read each entry's gradient, slow gradient, weight, tensor and the step.
 
 For entry i of parameter tensor t the network reads (``--amp-features``, comma-separated)
 
@@ -36,10 +36,7 @@ import math
 import torch
 from torch import nn
 
-from baselines import Context, Update
-
 from .amplifier import _segment_ids
-from .bilevel import AmplifierFileError, NeuralGrok
 
 FEATURES = ("g", "slow", "theta", "step", "tensor")
 FORMS = ("mlp", "coefficients")  # --amp-form: a network of the features, or per-tensor coefficients of the terms
@@ -195,108 +192,3 @@ def amplify_features(mlp: FeatureAmplifierMLP, grads, params, slow, step: int, c
         for k, name in enumerate(names, start=1):
             stats["amp_slow" if name == "slow" else "amp_decay"] = every_entry([o[:, k] for o in outs]).mean().item()
     return new, stats
-
-
-class FeatureNeuralGrok(NeuralGrok):
-    """NeuralGrok whose amplifier reads :data:`FEATURES` and can add slow-gradient and weight terms."""
-
-    def __init__(self, features=("g", "slow", "theta"), slow_alpha: float = 0.98, form: str = "mlp",
-                 theta_ref: str = "rms", decay_nonneg: bool = False, **kwargs):
-        if form not in FORMS:
-            raise ValueError(f"amplifier form must be one of {', '.join(FORMS)}, got {form!r}")
-        if theta_ref not in THETA_REFS:
-            raise ValueError(f"amplifier theta reference must be one of {', '.join(THETA_REFS)}, got {theta_ref!r}")
-        if decay_nonneg and (form != "coefficients" or "theta" not in features):
-            raise ValueError("a non-negative decay needs the coefficient form with the theta feature")
-        self.theta_ref, self.decay_nonneg = theta_ref, decay_nonneg
-        self.theta_rms: torch.Tensor | None = None  # with theta_ref init: each tensor's rms at the first update
-        self.features, self.slow_alpha, self.form = parse_features(",".join(features), form), float(slow_alpha), form
-        self.slow: list[torch.Tensor] | None = None
-        if form == "coefficients":
-            kwargs["hidden"] = ()  # no network (--amp-hidden does not apply)
-        self._now: tuple[list[torch.Tensor] | None, int] = (None, 0)
-        # coefficients and the tensor embedding are learnt per tensor position, so they fit only a model with as
-        # many parameter tensors (amplifier.json records the count)
-        self.by_position = form == "coefficients" or "tensor" in self.features
-        self.n_tensors: int | None = None  # the model's, from the first update or from a loaded amplifier.json
-        super().__init__(**kwargs)
-
-    @classmethod
-    def from_config(cls, cfg, **extra) -> "FeatureNeuralGrok":
-        return super().from_config(cfg, features=parse_features(cfg.amp_features, cfg.amp_form),
-                                   slow_alpha=cfg.amp_slow_alpha, form=cfg.amp_form, theta_ref=cfg.amp_theta_ref,
-                                   decay_nonneg=cfg.amp_decay_nonneg, **extra)
-
-    def make_amplifier(self) -> nn.Module:
-        if self.form == "coefficients":
-            return CoefficientAmplifier(self.features)
-        return FeatureAmplifierMLP(self.features, self.hidden)
-
-    def update(self, grads: list[torch.Tensor], ctx: Context) -> Update:
-        """As NeuralGrok's, with this step's slow average as an input; the average advances when committed."""
-        self._check_tensors(len(grads))
-        if self.theta_ref == "init" and self.theta_rms is None and "theta" in self.features and ctx.params is not None:
-            self.theta_rms = tensor_rms(ctx.params)
-        slow = self._next_slow(grads)
-        self._now = (slow, ctx.step)
-        u = super().update(grads, ctx)
-
-        def commit() -> None:
-            u.commit()
-            self.slow = slow
-        return Update(u.grads, u.stats, commit, u.ok)
-
-    def _check_tensors(self, n: int) -> None:
-        if not self.by_position:
-            return
-        if self.n_tensors is not None and self.n_tensors != n:
-            raise AmplifierFileError(f"the loaded amplifier was learnt on a model with {self.n_tensors} parameter "
-                                     f"tensors and reads them by position; this model has {n}")
-        self.n_tensors = n
-
-    def load_amplifier(self, path) -> dict:
-        """As NeuralGrok's; also reads how many parameter tensors the amplifier was learnt on, where recorded."""
-        info = super().load_amplifier(path)
-        learnt_ref = info.get("theta_ref", "rms")  # files that predate the option were learnt with rms
-        if "theta" in self.features and info and learnt_ref != self.theta_ref:
-            raise AmplifierFileError(f"the loaded amplifier was learnt with --amp-theta-ref {learnt_ref}; this run "
-                                     f"uses {self.theta_ref}")
-        if self.by_position:
-            self.n_tensors = info.get("tensors")
-        return info
-
-    def _after_meta_step(self) -> None:
-        if self.decay_nonneg:
-            self.mlp.clamp_decay_()
-
-    @torch.no_grad()
-    def _next_slow(self, grads) -> list[torch.Tensor] | None:
-        if "slow" not in self.features:
-            return None
-        if self.slow is None:
-            return [g.detach().clone() for g in grads]
-        return [torch.lerp(s, g.detach(), 1 - self.slow_alpha) for s, g in zip(self.slow, grads)]
-
-    def _apply(self, grads, params, with_stats, through_input=False):
-        slow, step = self._now
-        if params is None:
-            raise ValueError("the feature amplifier needs the parameters (Context.params)")
-        out = amplify_features(self.mlp, grads, params, slow, step, self.c, with_stats, through_input, self.theta_rms)
-        return out if with_stats else (out, None)
-
-    def _stats(self, stats: dict, outer_loss: float | None) -> dict:
-        return {"outer_loss": outer_loss, **stats}
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "slow": None if self.slow is None else [s.clone() for s in self.slow],
-                "theta_rms": None if self.theta_rms is None else self.theta_rms.clone()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.slow = state["slow"]
-        self.theta_rms = state.get("theta_rms")  # absent from checkpoints that predate --amp-theta-ref
-
-    def meta_info(self) -> dict:
-        info = {**super().meta_info(), "features": list(self.features), "slow_alpha": self.slow_alpha,
-                "form": self.form, **({"theta_ref": self.theta_ref} if "theta" in self.features else {})}
-        return {**info, "tensors": self.n_tensors} if self.by_position and self.n_tensors else info

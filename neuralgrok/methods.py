@@ -14,10 +14,7 @@ if TYPE_CHECKING:
 
 
 def _neuralgrok(cfg: "RunConfig") -> GradientTransform:
-    from .bilevel import NeuralGrok  # the amplifier's code is loaded only when used
-    if cfg.amp_features != "g":
-        from .feature_amplifier import FeatureNeuralGrok
-        return FeatureNeuralGrok.from_config(cfg)
+    from .bilevel import NeuralGrok
     return NeuralGrok.from_config(cfg)
 
 

@@ -125,51 +125,59 @@ class Trainer:
         self.model, self.opt = self.acc.prepare(model, self.inner_opt)
         self.params = [p for p in self.model.parameters()]
         self.param_names = [n for n, _ in self.acc.unwrap_model(self.model).named_parameters()]
-        rank, world = self.acc.process_index, self.acc.num_processes
-        train_rows = self.data.splits.inner if self.transform.uses_outer_slice else self.data.splits.train
-        self.stream = BatchStream(train_rows, cfg.batch_size, cfg.seed, rank, world)
-        outer = self.data.splits.outer
-        self.outer_stream = BatchStream(outer, cfg.outer_batch or len(outer), cfg.seed + 1, rank, world)
-        # an unrolled meta step's own training batches: the inner steps' data order is unchanged by it
-        self.meta_stream = BatchStream(train_rows, cfg.batch_size, cfg.seed + 2, rank, world)
-        if cfg.meta_horizon > 1 and world > 1:
-            raise ConfigError(f"--meta-horizon {cfg.meta_horizon} runs on one process (the unrolled steps' "
-                              f"gradients are not reduced across processes); use --meta-horizon 1 with {world}")
+        self.transform.attach(world)
+        self.stream, self.streams = self._streams()
         self.step = 0
         self.good_evals = 0  # consecutive evaluations at or above stop_acc
-        self.meta_started = cfg.meta_start_acc <= 0  # set for good at the first evaluation fitting that well
         self.bad_steps = 0  # consecutive steps skipped for a non-finite loss or gradient
         self.skipped_steps = 0  # all such steps
         self.elapsed_before = 0.0  # wall-clock seconds of the run before it was resumed
         self.eval_seconds = 0.0  # wall-clock seconds spent in evaluations (eval_row), resumed runs included
         self._signal: int | None = None
 
+    def _streams(self) -> tuple[BatchStream, dict[str, BatchStream]]:
+        """The steps' batches, and the streams the method asks for (``GradientTransform.streams``).
+
+        Held-out rows are the training split's outer slice (``--inner-outer-ratio``); the steps then
+        use the rest. Each stream shuffles with its own seed, so it never changes the steps' data order.
+        """
+        cfg, splits = self.cfg, self.data.splits
+        rank, world = self.acc.process_index, self.acc.num_processes
+        wanted = self.transform.streams()
+        train_rows = splits.inner if self.transform.uses_outer_slice else splits.train
+        rows = {"held_out": splits.outer, "train": train_rows}
+        unknown = sorted({s.rows for s in wanted.values()} - set(rows))
+        if unknown:
+            raise ConfigError(f"method {cfg.method} asks for rows {', '.join(unknown)}; a stream reads "
+                              f"{' or '.join(rows)}")
+        streams = {name: BatchStream(rows[s.rows], cfg.batch_size if s.batch is None else s.batch or len(rows[s.rows]),
+                                     cfg.seed + s.seed, rank, world) for name, s in wanted.items()}
+        return BatchStream(train_rows, cfg.batch_size, cfg.seed, rank, world), streams
+
     # -- state ------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything the next step depends on: a run restored from it continues identically."""
         return {"model": self.acc.unwrap_model(self.model).state_dict(), "inner_opt": self.inner_opt.state_dict(),
                 "schedule": self.schedule.state_dict(), "transform": self.transform.state_dict(),
-                "stream": self.stream.state_dict(), "outer_stream": self.outer_stream.state_dict(),
-                "meta_stream": self.meta_stream.state_dict(),
+                "stream": self.stream.state_dict(), "streams": {k: v.state_dict() for k, v in self.streams.items()},
                 "rng": torch.get_rng_state(),
                 "counters": {"step": self.step, "good_evals": self.good_evals, "bad_steps": self.bad_steps,
-                             "skipped_steps": self.skipped_steps, "eval_seconds": self.eval_seconds,
-                             "meta_started": self.meta_started}}
+                             "skipped_steps": self.skipped_steps, "eval_seconds": self.eval_seconds}}
 
     def load_state_dict(self, state: dict, elapsed: float) -> None:
+        state = checkpoint.upgrade(state)
         self.acc.unwrap_model(self.model).load_state_dict(state["model"])
         self.inner_opt.load_state_dict(state["inner_opt"])
         self.schedule.load_state_dict(state["schedule"])
         self.transform.load_state_dict(state["transform"])
         self.stream.load_state_dict(state["stream"])
-        self.outer_stream.load_state_dict(state["outer_stream"])
-        self.meta_stream.load_state_dict(state.get("meta_stream", {"consumed": 0}))  # absent from older checkpoints
+        for name, stream in self.streams.items():
+            stream.load_state_dict(state["streams"].get(name, {"consumed": 0}))
         torch.set_rng_state(state["rng"])
         c = state["counters"]
         self.step, self.good_evals, self.bad_steps, self.skipped_steps = (c["step"], c["good_evals"], c["bad_steps"],
                                                                           c["skipped_steps"])
         self.eval_seconds = c.get("eval_seconds", 0.0)  # absent from older checkpoints
-        self.meta_started = c.get("meta_started", self.meta_started)  # ditto: keep the initial value
         self.elapsed_before = elapsed
 
     def save_checkpoint(self, elapsed: float) -> None:
@@ -245,12 +253,9 @@ class Trainer:
         torch._foreach_mul_(self.params, radius / norm)
 
     def _context(self, log: bool, x: torch.Tensor, y: torch.Tensor) -> Context:
-        """What a gradient method may use at this step, whose batch is (x, y) (the outer loss only for methods that
-        hold the slice back, and only once the meta steps have begun: ``--meta-start-acc``)."""
-        held_out = self.transform.uses_outer_slice and self.meta_started
+        """What a gradient method may use at this step, whose batch is (x, y)."""
         return Context(step=self.step, params=self.params, lookahead=self.inner_opt.lookahead,
-                       outer_loss=self._outer_loss if held_out else None, unroll=self.inner_opt.unroll,
-                       inner_loss=self._inner_loss if held_out else None,
+                       unroll=self.inner_opt.unroll, loss=lambda name, params: self._loss_at(params, self.streams[name]),
                        batch_grads=lambda params: self._batch_grads(params, x, y),
                        reduce=self._sum_over_processes, log=log)
 
@@ -264,19 +269,12 @@ class Trainer:
         world = self.acc.num_processes
         return [self._sum_over_processes(g) / world for g in grads] if world > 1 else list(grads)
 
-    def _outer_loss(self, params: list[torch.Tensor]) -> torch.Tensor:
-        """This process's part of the mean loss on (a batch of) the outer slice, with ``params`` substituted.
-
-        Each process holds a share of the outer batch and returns its summed loss over
-        the whole batch's size, so the sum over processes is the mean over the batch.
-        """
-        return self._loss_at(params, self.outer_stream)
-
-    def _inner_loss(self, params: list[torch.Tensor]) -> torch.Tensor:
-        """The mean training loss at ``params`` on the next batch of the meta step's own stream (one process)."""
-        return self._loss_at(params, self.meta_stream)
-
     def _loss_at(self, params: list[torch.Tensor], stream: BatchStream) -> torch.Tensor:
+        """This process's part of the mean loss on the next batch of ``stream``, with ``params`` substituted.
+
+        Each process holds a share of the batch and returns its summed loss over the whole
+        batch's size, so the sum over processes is the mean over the batch.
+        """
         model = self.acc.unwrap_model(self.model)
         names = [n for n, _ in model.named_parameters()]
         x, y = self._batch(stream.next())
@@ -420,7 +418,7 @@ class Trainer:
                     if bar is not None:
                         bar.set_postfix(train=f"{row['train_acc']:.3f}", test=f"{row['test_acc']:.3f}", refresh=False)
                     self.good_evals = self.good_evals + 1 if row["test_acc"] >= cfg.stop_acc else 0
-                    self.meta_started = self.meta_started or row["train_acc"] >= cfg.meta_start_acc
+                    self.transform.observe(row)
                     done = self._target_reached()
                 if self.step in snapshots and main:
                     save_snapshot(self.out, self.step, self.acc.unwrap_model(self.model))

@@ -8,8 +8,10 @@ import torch
 from baselines import Context, GradNorm
 from neuralgrok.cli import main
 from neuralgrok.config import ConfigError, build
+from neuralgrok.bilevel import NeuralGrok
 from neuralgrok.feature_amplifier import (EMBED_DIM, FEATURES, CoefficientAmplifier, FeatureAmplifierMLP,
-                                          FeatureNeuralGrok, amplify_features, tensor_rms)
+                                          amplify_features, tensor_rms)
+from neuralgrok.forms import FeatureForm
 from neuralgrok.trainer import build_model, task_data
 
 from conftest import TINY
@@ -68,7 +70,7 @@ def test_untrained_amplifier_is_per_tensor_gradient_normalisation():
 
 
 def test_slow_average_is_grokfast_ema_and_advances_only_when_committed():
-    ng = FeatureNeuralGrok(features=("g", "slow"), hidden=(4,), slow_alpha=0.9)
+    ng = NeuralGrok(FeatureForm(features=("g", "slow"), hidden=(4,), slow_alpha=0.9))
     ng.mlp.double()
     seq = [_tensors(seed)[0] for seed in range(4)]
     params = _tensors()[2]
@@ -77,10 +79,10 @@ def test_slow_average_is_grokfast_ema_and_advances_only_when_committed():
     for step, grads in enumerate(seq[1:], start=1):
         expected = [0.9 * e + 0.1 * g for e, g in zip(expected, grads)]
         ng(grads, Context(step=step, params=params))
-        for a, b in zip(ng.slow, expected):
+        for a, b in zip(ng.form.slow, expected):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-12)
     ng.update(seq[0], Context(step=4, params=params))  # not committed: a skipped step
-    for a, b in zip(ng.slow, expected):
+    for a, b in zip(ng.form.slow, expected):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-12)
 
 
@@ -118,22 +120,23 @@ def test_coefficient_form_adds_each_tensors_terms_in_its_own_proportions(feature
 def test_weight_term_against_the_first_updates_scale_fades_with_the_weights():
     grads, slow, params = _tensors()
     params[3].zero_()  # an all-zero tensor (a bias at init) is divided by 1
-    ng = FeatureNeuralGrok(features=("g", "slow", "theta"), form="coefficients", theta_ref="init", frozen=True)
+    ng = NeuralGrok(FeatureForm(features=("g", "slow", "theta"), form="coefficients", theta_ref="init"), frozen=True)
     ng.mlp.double()
     torch.manual_seed(3)
     torch.nn.init.normal_(ng.mlp.coef)
     ng(grads, Context(step=0, params=params))
     rms0 = [th.pow(2).mean().sqrt().item() or 1.0 for th in params]
-    torch.testing.assert_close(ng.theta_rms, torch.tensor(rms0, dtype=torch.float64), rtol=1e-6, atol=0)
+    torch.testing.assert_close(ng.form.theta_rms, torch.tensor(rms0, dtype=torch.float64), rtol=1e-6, atol=0)
     later = [3.0 * th + 0.1 for th in params]  # the weights grow; the scale stays the first update's, so the term grows
     new = ng(grads, Context(step=1, params=later))
-    for t, (g, s, th) in enumerate(zip(grads, ng.slow, later)):  # ng.slow: this step's average, now committed
+    for t, (g, s, th) in enumerate(zip(grads, ng.form.slow, later)):  # ng.form.slow: this step's average, now committed
         u = (g / g.pow(2).mean().sqrt() + ng.mlp.coef[t, 0] * s / s.pow(2).mean().sqrt()
              + ng.mlp.coef[t, 1] * th / rms0[t])
         torch.testing.assert_close(new[t], u / u.norm(), rtol=1e-10, atol=1e-14)
-    resumed = FeatureNeuralGrok(features=("g", "slow", "theta"), form="coefficients", theta_ref="init", frozen=True)
+    resumed = NeuralGrok(FeatureForm(features=("g", "slow", "theta"), form="coefficients", theta_ref="init"),
+                         frozen=True)
     resumed.load_state_dict(ng.state_dict())
-    torch.testing.assert_close(resumed.theta_rms, ng.theta_rms)
+    torch.testing.assert_close(resumed.form.theta_rms, ng.form.theta_rms)
     assert torch.equal(tensor_rms([torch.zeros(3), torch.full((4,), 2.0)]), torch.tensor([1.0, 2.0]))
 
 
@@ -243,11 +246,11 @@ def test_non_negative_decay_is_the_meta_step_projected_onto_d_at_least_0(directi
     lr = 0.1
     # an outer loss that rewards growing the weights (direction -1: the learnt decay goes negative) or shrinking them
     ctx = Context(step=0, params=params, lookahead=lambda g, _rule: [p - lr * u for p, u in zip(params, g)],
-                  outer_loss=lambda ahead: direction * sum((a * a).sum() for a in ahead))
+                  loss=lambda _name, ahead: direction * sum((a * a).sum() for a in ahead))
     coefs = []
     for nonneg in (False, True):
-        ng = FeatureNeuralGrok(features=("g", "slow", "theta"), form="coefficients", decay_nonneg=nonneg,
-                               meta_lr=1e-2, meta_every=1)
+        ng = NeuralGrok(FeatureForm(features=("g", "slow", "theta"), form="coefficients", decay_nonneg=nonneg),
+                        meta_lr=1e-2, meta_every=1)
         ng.update(grads, ctx).commit()
         coefs.append(ng.mlp.per_tensor(len(grads)))
     free, bounded = coefs

@@ -10,7 +10,8 @@ from torch.func import functional_call
 
 from baselines import Context
 from neuralgrok.bilevel import NeuralGrok
-from neuralgrok.feature_amplifier import FEATURES, FeatureNeuralGrok
+from neuralgrok.feature_amplifier import FEATURES
+from neuralgrok.forms import FeatureForm
 from neuralgrok.model import ModelConfig, Transformer, answer_logits
 from neuralgrok.optim import InnerOptimizer
 
@@ -56,18 +57,18 @@ def _amplifier(kind, **kwargs):
     if kind == "scalar":
         ng = NeuralGrok(hidden=(6, 6), mode="dense", **kwargs)
     elif kind == "coefficients":
-        ng = FeatureNeuralGrok(features=("g", "slow", "theta"), form="coefficients", **kwargs)
+        ng = NeuralGrok(FeatureForm(features=("g", "slow", "theta"), form="coefficients"), **kwargs)
         torch.nn.init.normal_(ng.mlp.coef, std=0.3)
     else:
-        ng = FeatureNeuralGrok(features=FEATURES, hidden=(6, 6), **kwargs)
+        ng = NeuralGrok(FeatureForm(features=FEATURES, hidden=(6, 6)), **kwargs)
         torch.nn.init.normal_(ng.mlp.layers[-1].weight, std=0.3)  # zero at the start of a run; any value here
     ng.mlp.double()
     return ng
 
 
 def G(ng, grads, params):
-    """The amplifier's output for ``grads`` at ``params``, as the meta step applies it."""
-    return ng._apply(list(grads), params, False)[0]
+    """The amplifier's output for ``grads`` at ``params``, as the meta step applies it (its step's inputs)."""
+    return ng.form.apply(list(grads), params, ng.prepared, ng.c, False)[0]
 
 
 def _setup(seed=0, horizon=3, first_order=False, kind="scalar"):
@@ -89,7 +90,7 @@ def _setup(seed=0, horizon=3, first_order=False, kind="scalar"):
     grads = [p.grad.detach().clone() for p in model.parameters()]
     ng = _amplifier(kind, meta_every=1, lookahead="inner", horizon=horizon, first_order=first_order)
     if kind != "scalar":  # a slow average from an earlier step, not equal to this gradient
-        ng.slow = [torch.randn_like(g) for g in grads]
+        ng.form.slow = [torch.randn_like(g) for g in grads]
     calls = []
 
     def inner_loss(params):  # steps 2..K take batches 1..K-1, in order, on every evaluation
@@ -97,8 +98,10 @@ def _setup(seed=0, horizon=3, first_order=False, kind="scalar"):
         calls.append(1)
         return loss_at(params, x, y)
 
+    losses = {"held_out": lambda params: loss_at(params, xo, yo), "train": inner_loss}
     ctx = Context(step=0, params=list(model.parameters()), lookahead=opt.lookahead, unroll=opt.unroll,
-                  outer_loss=lambda params: loss_at(params, xo, yo), inner_loss=inner_loss)
+                  loss=lambda name, params: losses[name](params))
+    ng.prepared = ng.form.prepare(grads, ctx)  # this step's inputs, as its meta step computes them
     return ng, grads, ctx
 
 
@@ -108,7 +111,7 @@ def _directional_derivatives(ng, objective, meta, n=5, h=1e-6):
     The feature amplifier's many inputs put some entry within h of a ReLU kink unless h is
     small, so it is checked with h = 1e-7 (its derivatives are large enough for that).
     """
-    if isinstance(ng, FeatureNeuralGrok):
+    if isinstance(ng.form, FeatureForm):
         h = h / 10
     params, gen, pairs = list(ng.mlp.parameters()), torch.Generator().manual_seed(1), []
     for _ in range(n):
@@ -130,16 +133,15 @@ def _directional_derivatives(ng, objective, meta, n=5, h=1e-6):
 def test_meta_gradient_matches_central_differences(kind, horizon):
     ng, grads, ctx = _setup(horizon=max(horizon, 2), kind=kind)
     ng.horizon = horizon
-    ng.update(grads, ctx)
-    meta = [p.grad.clone() for p in ng.mlp.parameters()]
+    meta = ng.meta_gradient(grads, ctx)
 
     def objective():  # L_outer(θ_K(φ)): every step's gradient taken where φ moved the parameters
         def later(params):
             params = [p.detach().requires_grad_() for p in params]
             with torch.enable_grad():
-                g = torch.autograd.grad(ctx.inner_loss(params), params)
+                g = torch.autograd.grad(ctx.loss("train", params), params)
             return G(ng, g, params)
-        return ctx.outer_loss(ctx.unroll(G(ng, grads, ctx.params), later, horizon, "inner")).item()
+        return ctx.loss("held_out", ctx.unroll(G(ng, grads, ctx.params), later, horizon, "inner")).item()
 
     for analytic, fd in _directional_derivatives(ng, objective, meta):
         assert analytic == pytest.approx(fd, rel=1e-5, abs=1e-10)
@@ -148,25 +150,22 @@ def test_meta_gradient_matches_central_differences(kind, horizon):
 
 def test_the_horizon_changes_the_meta_gradient():
     ng, grads, ctx = _setup(horizon=3)
-    ng.update(grads, ctx)
-    meta = [p.grad.clone() for p in ng.mlp.parameters()]
+    meta = ng.meta_gradient(grads, ctx)
     one, _, one_ctx = _setup(horizon=3)
     one.horizon = 1
-    one.update(grads, one_ctx)
-    assert not all(torch.allclose(a, p.grad) for a, p in zip(meta, one.mlp.parameters()))
+    assert not all(torch.allclose(a, b) for a, b in zip(meta, one.meta_gradient(grads, one_ctx)))
 
 
 @pytest.mark.parametrize("kind", ["scalar", "features", "coefficients"])
 def test_first_order_meta_gradient_holds_later_inner_gradients_constant(kind):
     ng, grads, ctx = _setup(horizon=3, first_order=True, kind=kind)
-    ng.update(grads, ctx)
-    meta = [p.grad.clone() for p in ng.mlp.parameters()]
+    meta = ng.meta_gradient(grads, ctx)
     recorded = []  # the inner gradients along the trajectory at the current φ, then held fixed
 
     def later_recording(params):
         params = [p.detach().requires_grad_() for p in params]
         with torch.enable_grad():
-            g = torch.autograd.grad(ctx.inner_loss(params), params)
+            g = torch.autograd.grad(ctx.loss("train", params), params)
         recorded.append(([t.detach() for t in g], [p.detach() for p in params]))
         return G(ng, *recorded[-1])
     with torch.no_grad():
@@ -175,7 +174,7 @@ def test_first_order_meta_gradient_holds_later_inner_gradients_constant(kind):
     def objective():  # φ acts only through the amplifier applied to those fixed gradients (at fixed points)
         fixed = iter(recorded)
         later = lambda params: G(ng, *next(fixed))  # noqa: E731
-        return ctx.outer_loss(ctx.unroll(G(ng, grads, ctx.params), later, 3, "inner")).item()
+        return ctx.loss("held_out", ctx.unroll(G(ng, grads, ctx.params), later, 3, "inner")).item()
 
     for analytic, fd in _directional_derivatives(ng, objective, meta):
         assert analytic == pytest.approx(fd, rel=1e-5, abs=1e-10)

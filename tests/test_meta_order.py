@@ -81,7 +81,7 @@ def _our_run(model, ng, batches, outer):
     for step, (x, y) in enumerate(batches):
         model.zero_grad()
         F.cross_entropy(answer_logits(model, x), y).backward()
-        ctx = Context(step=step, params=params, lookahead=opt.lookahead, outer_loss=outer_loss,
+        ctx = Context(step=step, params=params, lookahead=opt.lookahead, loss=lambda _name, ps: outer_loss(ps),
                       batch_grads=lambda ps, x=x, y=y: grads_at(ps, x, y))
         update = ng.update([p.grad for p in params], ctx)
         update.commit()
