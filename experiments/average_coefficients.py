@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from neuralgrok.bilevel import AMPLIFIER_FILE, AMPLIFIER_META
 from neuralgrok.config import from_json
-from neuralgrok.trainer import build_model, task_data
+from neuralgrok.build import build_model, task_data
 
 
 def averaged(coef: torch.Tensor, n_tensors: int) -> torch.Tensor:

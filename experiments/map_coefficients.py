@@ -24,7 +24,7 @@ from neuralgrok.bilevel import AMPLIFIER_FILE, AMPLIFIER_META
 from neuralgrok.config import from_json, resolve
 from neuralgrok.feature_amplifier import TENSOR_SLOTS
 from neuralgrok.runfolder import write_atomic, write_json
-from neuralgrok.trainer import build_model, task_data
+from neuralgrok.build import build_model, task_data
 
 BLOCK = re.compile(r"blocks\.(\d+)\.(.+)")
 

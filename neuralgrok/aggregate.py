@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .methods import METHODS, label_of, rank_of
 from .runfolder import read_metrics
 
 # Steps to 95% test accuracy published in NeuralGrok (Zhou et al., 2025), Table 1; usable as ``paper_table``.
@@ -26,9 +27,6 @@ PAPER_TABLE_1: dict[tuple[str, str], int | str] = {
 }
 
 
-# Order of the methods in tables and figures: standard, weight-decay (standard-method) variants,
-# gradient normalisation, Grokfast-MA, Grokfast-EMA, ⊥Grad, NeuralGrok, then any other label.
-RANK = {"standard": 0, "gradnorm": 2, "grokfast_ma": 3, "grokfast_ema": 4, "orthograd": 5, "neuralgrok": 6}
 
 
 @dataclass
@@ -57,7 +55,7 @@ class Run:
         so that a report never pools float32 and bf16 runs of one method.
         """
         label = self.config.get("label")
-        label = label if isinstance(label, str) and label.strip() else self.method
+        label = label if isinstance(label, str) and label.strip() else label_of(self.method)
         precision = self.config.get("mixed_precision", "no")
         return label if precision in ("no", None) or precision in label else f"{label} {precision}"
 
@@ -93,12 +91,11 @@ def load_run(run_dir: str | Path) -> Run:
 
 
 def order_key(label: str, method: str) -> tuple:
+    """Tables and figures list methods in the registry's order (methods.py), each method's variants after it."""
     norm = norm_method(label)
-    if norm in RANK:
-        return (RANK[norm], 0, label)
-    if method == "standard":  # a standard-method variant: weight decay settings
-        return (1, 1, label)
-    return (RANK.get(method, len(RANK)), 1, label)
+    if norm in METHODS:
+        return (rank_of(norm), 0, label)
+    return (rank_of(method), 1, label)
 
 
 def norm_method(s: str) -> str:

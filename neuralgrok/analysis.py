@@ -76,7 +76,7 @@ def analyze_run(run_dir: str | Path, share: float = 0.9) -> dict:
     from .mlp import ARCH as MLP_ARCH
     from .model import answer_logits
     from .snapshots import SNAPSHOT_DIR, load_snapshot
-    from .trainer import build_model, task_data
+    from .build import build_model, task_data
 
     run_dir = Path(run_dir)
     cfg = from_json((run_dir / "config.json").read_text())

@@ -10,18 +10,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from baselines.gradnorm import SCOPES
-from baselines.grokfast import REDUCTIONS
-
-from .amplifier import MODES, SOFTMAX_AXES
-from .bilevel import ORDERS
 from .errors import ConfigError, PresetError
-from .feature_amplifier import FORMS, THETA_REFS, parse_features
 from .losses import LOSSES
-from .methods import METHODS
+from .methods import METHODS, _FROZEN
 from .mlp import ARCH as MLP_ARCH
 from .model import ARCHS
-from .optim import LOOKAHEADS, OPTIMIZERS
+from .optim import OPTIMIZERS
+from .options import Option
 from .presets import PAPERS, preset_options
 from .tasks import LAYOUTS
 from .tracking import LOG_WITH
@@ -34,7 +29,9 @@ def opt(default, help: str, group: str, **kw):
 
 
 @dataclass
-class RunConfig:
+class BaseConfig:
+    """The options of every run; each method's own options (``methods.py``) are added to it as :class:`RunConfig`."""
+
     # a published setup
     paper: str = opt("", "apply a published code's settings for --task and --method beneath the config file and the "
                          "flags: neuralgrok-main, neuralgrok-src or grokfast (`neuralgrok presets` lists every value "
@@ -84,60 +81,6 @@ class RunConfig:
     # method
     method: str = opt("standard", "gradient method: " + "; ".join(f"{k}: {m.summary}" for k, m in METHODS.items()),
                       "method", choices=tuple(METHODS))
-    ema_alpha: float = opt(0.98, "Grokfast-EMA: momentum alpha in [0, 1)", "method")
-    ema_lamb: float = opt(2.0, "Grokfast-EMA: amplification lambda", "method")
-    ma_window: int = opt(100, "Grokfast-MA: window length", "method")
-    ma_lamb: float = opt(5.0, "Grokfast-MA: amplification lambda", "method")
-    ma_reduce: str = opt("mean", "Grokfast-MA: mean or sum of the window", "method", choices=REDUCTIONS)
-    gradnorm_c: float = opt(1.0, "gradient normalisation: target norm c", "method")
-    gradnorm_scope: str = opt("tensor", "gradient normalisation: per tensor or over the global gradient", "method",
-                              choices=SCOPES)
-    # NeuralGrok
-    amp_hidden: tuple[int, ...] = opt((128, 128), "amplifier MLP hidden sizes, comma-separated", "neuralgrok")
-    amp_features: str = opt("g", "what the amplifier reads per entry, comma-separated: g (the paper's scalar "
-                                 "amplifier when alone), slow (an average of past gradients, which it may add), theta "
-                                 "(the weight, which it may add: a learnt decay), step, tensor (a learnt per-tensor "
-                                 "embedding)", "neuralgrok")
-    amp_form: str = opt("mlp", "with --amp-features beyond g: mlp (a network of the features, --amp-hidden) or "
-                               "coefficients (one learnt coefficient per tensor for the slow and weight terms, gain 1)",
-                        "neuralgrok", choices=FORMS)
-    amp_theta_ref: str = opt("rms", "with --amp-features theta: the weight term's scale: rms (the weight over its "
-                                    "tensor's current rms) or init (over its rms at the run's first step, so the term "
-                                    "fades with the weights as an L2 decay does)", "neuralgrok", choices=THETA_REFS)
-    amp_decay_nonneg: bool = opt(False, "with --amp-form coefficients and theta: project every learnt decay "
-                                        "coefficient back to >= 0 after each meta step (a decay that can only "
-                                        "shrink the weights)", "neuralgrok")
-    amp_slow_alpha: float = opt(0.98, "with --amp-features slow: the average's momentum (as Grokfast-EMA's alpha)",
-                                "neuralgrok")
-    amp_c: float = opt(1.0, "amplifier rescaling coefficient c", "neuralgrok")
-    amp_eval: str = opt("piecewise", "scalar amplifier's evaluation: piecewise (exact, fast) or dense (reference)",
-                        "neuralgrok", choices=MODES)
-    amp_softmax: str = opt("tensor", "what the amplifier's softmax normalises over: tensor (each tensor's entries, the "
-                                     "paper's and the main branch's code) or entry (each entry's single output, as the "
-                                     "neuralgrad branch's code does: p = 1, so the amplifier is per-tensor gradient "
-                                     "normalisation)", "neuralgrok", choices=SOFTMAX_AXES)
-    meta_every: int = opt(4, "meta step every T inner steps", "neuralgrok")
-    meta_order: str = opt("before", "when the meta step runs: before the model's step, at theta_t, reusing its gradient "
-                                    "(the paper's algorithm), or after it, at theta_t+1, with the gradient recomputed "
-                                    "on the same batch (both public codes; after steps T, 2T, ...)", "neuralgrok",
-                          choices=ORDERS)
-    meta_lr: float = opt(1e-4, "amplifier optimizer (Adam) learning rate", "neuralgrok")
-    meta_weight_decay: float = opt(0.0, "amplifier optimizer's weight decay (L2, added to its gradient; both public "
-                                        "codes pass the model's --weight-decay)", "neuralgrok")
-    meta_beta1: float = opt(0.9, "amplifier Adam beta1", "neuralgrok")
-    meta_beta2: float = opt(0.98, "amplifier Adam beta2", "neuralgrok")
-    lookahead: str = opt("sgd", "look-ahead rule: sgd (theta - lr*g', the paper's) or inner (the inner optimizer's)",
-                         "neuralgrok", choices=LOOKAHEADS)
-    meta_horizon: int = opt(1, "meta-gradient through K inner steps (truncated unrolling through the inner "
-                               "optimizer's rule, moments included; 1: the paper's one-step look-ahead)", "neuralgrok")
-    meta_first_order: bool = opt(False, "with --meta-horizon > 1: hold the inner gradients of steps 2..K constant "
-                                        "(no second derivatives through the base model)", "neuralgrok")
-    meta_start_acc: float = opt(0.0, "meta steps begin once an evaluation's training accuracy reaches this (0: from "
-                                     "the first step); before, the amplifier is applied as it is", "neuralgrok")
-    outer_batch: int = opt(0, "outer-slice examples per meta step (0: the whole slice)", "neuralgrok")
-    amplifier: str = opt("", "load a learnt amplifier: amplifier.safetensors, its run folder, or builtin:NAME (one that "
-                             "ships with the package: `neuralgrok amplifiers`)", "neuralgrok")
-    freeze_amplifier: bool = opt(False, "hold the loaded amplifier fixed (no meta steps)", "neuralgrok")
     # run
     seed: int = opt(0, "seed for the split, initialisation and batch order", "run")
     max_steps: int = opt(20000, "training steps at most", "run")
@@ -159,6 +102,24 @@ class RunConfig:
     checkpoint_every: int = opt(500, "write a checkpoint every N steps (also on SIGTERM/SIGINT/SIGUSR2 and at the end)", "run")
     keep_checkpoints: int = opt(2, "checkpoints kept in the run folder (the newest)", "run")
     max_bad_steps: int = opt(10, "stop after this many consecutive steps with a non-finite loss or gradient", "run")
+
+
+def _option_field(o: Option) -> tuple[str, object, dataclasses.Field]:
+    return o.name, o.type, opt(o.default, o.help, o.group, **({"choices": o.choices} if o.choices else {}),
+                               option=o)
+
+
+def _run_config() -> type:
+    """BaseConfig plus every registered method's options, in the registry's order."""
+    _FROZEN[0] = True  # a method with options registered after this would have none of them here
+    extra = [_option_field(o) for m in METHODS.values() for o in m.options]
+    cls = dataclasses.make_dataclass("RunConfig", extra, bases=(BaseConfig,))
+    cls.__module__ = __name__  # (make_dataclass takes module= only from Python 3.12)
+    return cls
+
+
+RunConfig = _run_config()
+RunConfig.__doc__ = "One run's configuration: BaseConfig's options and every registered method's (methods.py)."
 
 
 # Options a resumed run may change: they do not alter the steps already taken.
@@ -289,9 +250,11 @@ def validate(cfg: RunConfig) -> None:
         _check(choices is None or v in choices,
                f"--{f.name.replace('_', '-')} must be one of {', '.join(choices or ())}, got {v!r}")
         _check(not isinstance(v, float) or math.isfinite(v), f"--{f.name.replace('_', '-')} must be finite, got {v}")
+        option = f.metadata.get("option")
+        problem = option.check(v) if option is not None and option.check is not None else None
+        _check(problem is None, f"{option.flag if option else ''} {problem}")
     positive_ints = ("p", "n_layers", "d_model", "n_heads", "batch_size", "max_steps", "eval_every",
-                     "stop_patience", "ma_window", "meta_every", "checkpoint_every", "keep_checkpoints",
-                     "max_bad_steps")
+                     "stop_patience", "checkpoint_every", "keep_checkpoints", "max_bad_steps")
     for name in positive_ints:
         _check(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     _check(cfg.d_model % cfg.n_heads == 0, f"--d-model {cfg.d_model} is not divisible by --n-heads {cfg.n_heads}")
@@ -305,42 +268,19 @@ def validate(cfg: RunConfig) -> None:
     from .snapshots import snapshot_schedule
     snapshot_schedule(cfg.snapshot_steps, cfg.max_steps)  # raises ConfigError naming a bad spec
     _check(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
-    for name in ("beta1", "beta2", "meta_beta1", "meta_beta2", "ema_alpha"):
-        _check(0.0 <= getattr(cfg, name) < 1.0, f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(cfg, name)}")
+    for name in ("beta1", "beta2"):
+        _check(0.0 <= getattr(cfg, name) < 1.0, f"--{name} must be in [0, 1), got {getattr(cfg, name)}")
     _check(cfg.eps > 0, f"--eps must be > 0, got {cfg.eps}")
     _check(cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}")
     _check(cfg.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {cfg.warmup_steps}")
     _check(cfg.clip_grad >= 0, f"--clip-grad must be >= 0 (0 turns clipping off), got {cfg.clip_grad}")
     _check(0.0 < cfg.stop_acc <= 1.0, f"--stop-acc must be in (0, 1], got {cfg.stop_acc}")
-    _check(cfg.ema_lamb >= 0 and cfg.ma_lamb >= 0, "--ema-lamb and --ma-lamb must be >= 0")
-    _check(cfg.gradnorm_c > 0, f"--gradnorm-c must be > 0, got {cfg.gradnorm_c}")
-    _check(len(cfg.amp_hidden) >= 1 and all(h >= 1 for h in cfg.amp_hidden),
-           f"--amp-hidden must be one or more sizes >= 1, got {','.join(map(str, cfg.amp_hidden)) or 'nothing'}")
     _check(len(cfg.mlp_hidden) >= 1 and all(h >= 1 for h in cfg.mlp_hidden),
            f"--mlp-hidden must be one or more sizes >= 1, got {','.join(map(str, cfg.mlp_hidden)) or 'nothing'}")
     _check_arch_options(cfg)
-    try:
-        features = parse_features(cfg.amp_features, cfg.amp_form)
-    except ValueError as e:
-        raise ConfigError(f"--amp-features: {e}") from None
-    _check(cfg.amp_theta_ref == "rms" or "theta" in features,
-           f"--amp-theta-ref {cfg.amp_theta_ref} scales the weight term: it needs theta in --amp-features, "
-           f"got {cfg.amp_features!r}")
-    _check(not cfg.amp_decay_nonneg or (cfg.amp_form == "coefficients" and "theta" in features),
-           f"--amp-decay-nonneg bounds the learnt decay coefficients: it needs --amp-form coefficients and theta in "
-           f"--amp-features, got {cfg.amp_form} and {cfg.amp_features!r}")
-    _check(0.0 <= cfg.amp_slow_alpha < 1.0, f"--amp-slow-alpha must be in [0, 1), got {cfg.amp_slow_alpha}")
-    _check(cfg.amp_c > 0, f"--amp-c must be > 0, got {cfg.amp_c}")
-    _check(cfg.meta_lr > 0, f"--meta-lr must be > 0, got {cfg.meta_lr}")
-    _check(cfg.meta_weight_decay >= 0, f"--meta-weight-decay must be >= 0, got {cfg.meta_weight_decay}")
-    _check(cfg.amp_softmax == "tensor" or features == ("g",),
-           f"--amp-softmax {cfg.amp_softmax} sets the scalar amplifier's softmax; --amp-features {cfg.amp_features!r} "
-           f"has none")
-    _check(0.0 <= cfg.meta_start_acc <= 1.0, f"--meta-start-acc must be in [0, 1], got {cfg.meta_start_acc}")
-    _check(cfg.meta_horizon >= 1, f"--meta-horizon must be >= 1, got {cfg.meta_horizon}")
-    _check(cfg.outer_batch >= 0, f"--outer-batch must be >= 0 (0: whole slice), got {cfg.outer_batch}")
-    _check(not cfg.freeze_amplifier or cfg.amplifier, "--freeze-amplifier needs --amplifier PATH")
-    _check(not cfg.amplifier or cfg.method == "neuralgrok", "--amplifier is only used with --method neuralgrok")
+    for method in METHODS.values():  # every method's cross-checks (an option of one may be misused with another)
+        if method.check is not None:
+            method.check(cfg)
     _check(bool(re.fullmatch(r"[\w .+\-*/()=:]*", cfg.label)), f"--label has characters that cannot name a run: {cfg.label!r}")
 
 

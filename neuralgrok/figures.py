@@ -8,11 +8,13 @@ import textwrap
 from pathlib import Path
 
 from .aggregate import Group, Run, StepsBar, SweepPoint, finite, norm_method, order_key
+from .methods import METHODS, label_of
 from .png import palette_png
 from .runfolder import write_atomic
 
-CANONICAL_COLOURS = {"standard": "#4d4d4d", "gradnorm": "#9467bd", "grokfast_ma": "#1f77b4",
-                      "grokfast_ema": "#2ca02c", "orthograd": "#e6a817", "neuralgrok": "#d62728"}
+# the registry's colours, by method name and by the (normalised) label reports show
+CANONICAL_COLOURS = {key: m.colour for name, m in METHODS.items() if m.colour
+                     for key in (name, norm_method(label_of(name)))}
 
 
 _WD_COLOURS = ("#8c564b", "#bcbd22", "#c49c94", "#dbdb8d", "#7f7f7f")

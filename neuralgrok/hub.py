@@ -54,7 +54,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> list[Path]:
     """
     from . import checkpoint
     from .config import ConfigError, from_json
-    from .trainer import build_model, task_data
+    from .build import build_model, task_data
     from .runfolder import write_atomic
     run_dir, out = Path(run_dir), Path(out)
     found = checkpoint.load_latest(run_dir) if (run_dir / "config.json").is_file() else None

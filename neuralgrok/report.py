@@ -196,7 +196,7 @@ def amplifier_coefficients(grouped) -> list[tuple[str, str, int, list[str], dict
     from .bilevel import AMPLIFIER_FILE, AMPLIFIER_META
     from .config import from_json
     from .feature_amplifier import CoefficientAmplifier
-    from .trainer import build_model, task_data
+    from .build import build_model, task_data
     found = []
     for task, groups in grouped.items():
         for g in groups:

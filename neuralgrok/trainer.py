@@ -13,18 +13,17 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast_object_list
-from torch import nn
 from torch.func import functional_call
 
-from . import checkpoint, metrics
 from baselines import Context
 
+from . import checkpoint, metrics
+from .build import build_model, task_data
 from .config import ConfigError, RunConfig, to_json
-from .data import BatchStream, TaskData, load_task_data
+from .data import BatchStream, TaskData
 from .losses import cross_entropy
 from .methods import build_transform
-from .mlp import ARCH as MLP_ARCH, MLPConfig, OperandMLP, operand_positions
-from .model import ModelConfig, Transformer, answer_logits
+from .model import answer_logits
 from .optim import InnerOptimizer, warmup_schedule
 from .runfolder import MetricsLog, code_version, summarize, write_atomic, write_json
 from .runlock import FolderLock, FolderLocked
@@ -33,30 +32,6 @@ from .tracking import Trackers, tracker_names
 
 EVAL_CHUNK = 4096  # rows per evaluation pass
 BOUNDED_CHUNK = 512  # rows per pass of a bounded test evaluation, which may stop between passes
-
-
-def task_data(cfg: RunConfig) -> TaskData:
-    """The run's task table and splits."""
-    return load_task_data(cfg.task, cfg.p, cfg.operand_range, cfg.layout, cfg.train_frac, cfg.inner_outer_ratio,
-                          cfg.seed)
-
-
-def build_model(cfg: RunConfig, data: TaskData, cls: type[Transformer] = Transformer) -> nn.Module:
-    """The run's base model for ``data`` (a ``cls``, or an :class:`OperandMLP` for ``--arch mlp``), initialised from
-    the current RNG state, ``--init-scale`` applied."""
-    if cfg.arch == MLP_ARCH:
-        try:
-            inputs = operand_positions(data.x, data.task.p)
-        except ValueError as e:
-            raise ConfigError(f"--arch mlp on {data.task.label}: {e}") from None
-        model = OperandMLP(MLPConfig(data.task.p, inputs, cfg.mlp_hidden))
-    else:
-        model = cls(ModelConfig(data.vocab_size, data.seq_len, cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.dropout,
-                                cfg.arch))
-    if cfg.init_scale != 1.0:  # Omnigrok's initialisation scale: every weight multiplied by alpha
-        with torch.no_grad():
-            torch._foreach_mul_(list(model.parameters()), cfg.init_scale)
-    return model
 
 
 class NonFiniteError(RuntimeError):

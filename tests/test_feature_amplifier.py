@@ -12,7 +12,7 @@ from neuralgrok.bilevel import NeuralGrok
 from neuralgrok.feature_amplifier import (EMBED_DIM, FEATURES, CoefficientAmplifier, FeatureAmplifierMLP,
                                           amplify_features, tensor_rms)
 from neuralgrok.forms import FeatureForm
-from neuralgrok.trainer import build_model, task_data
+from neuralgrok.build import build_model, task_data
 
 from conftest import TINY
 

@@ -11,7 +11,7 @@ from neuralgrok.config import RunConfig
 from neuralgrok.data import load_task_data
 from neuralgrok.losses import cross_entropy
 from neuralgrok.mlp import MLPConfig, OperandMLP, operand_positions
-from neuralgrok.trainer import build_model
+from neuralgrok.build import build_model
 
 from conftest import TINY
 
