@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's demo: NeuralGrok against the baselines on (a*b) mod 47, then the comparison table and plots.
+# The README's demo: the learnt coefficients and NeuralGrok against the baselines on (a*b) mod 47, then the table and plots.
 #   bash experiments/demo.sh [OUT]     (default OUT: demo/; finished runs in OUT are kept and skipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -25,7 +25,7 @@ from .losses import cross_entropy
 from .methods import build_transform
 from .model import answer_logits
 from .optim import InnerOptimizer, warmup_schedule
-from .runfolder import MetricsLog, code_version, summarize, write_atomic, write_json
+from .runfolder import MetricsLog, code_version, metrics_file, summarize, write_atomic, write_json
 from .runlock import FolderLock, FolderLocked
 from .snapshots import save_snapshot, snapshot_schedule
 from .tracking import Trackers, tracker_names
@@ -313,7 +313,8 @@ class Trainer:
         """Restores the newest intact checkpoint and the metrics logged up to it; [] when starting afresh."""
         found = checkpoint.load_latest(self.out)
         if found is None:
-            if log.path.exists() and log.path.stat().st_size:
+            logged = metrics_file(log.path)  # the plain log, or a compacted run's metrics.jsonl.xz
+            if logged.exists() and logged.stat().st_size:
                 print(f"neuralgrok: no usable checkpoint in {self.out}; starting again from step 0", file=sys.stderr)
             return log.truncate_to(0) if self.acc.is_main_process else []
         step, state = found
