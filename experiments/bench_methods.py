@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from neuralgrok.config import build
-from neuralgrok.grid import expand, parse_only
+from neuralgrok.sweep.grid import expand, parse_only
 from neuralgrok.trainer import Trainer
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from neuralgrok.config import build
-from neuralgrok.grid import expand
+from neuralgrok.sweep.grid import expand
 from neuralgrok.trainer import train
 
 SETTINGS = {"whole": {"eval_exact_from": 0.0, "train_eval_rows": 0}, "bounded": {}}

@@ -1,7 +1,7 @@
-"""Runs a grid of training runs (tasks × methods × seeds) from a TOML file: the same as ``neuralgrok grid`` (neuralgrok/grid.py)."""
+"""Runs a grid of training runs (tasks × methods × seeds) from a TOML file: the same as ``neuralgrok grid`` (neuralgrok/sweep/grid.py)."""
 import sys
 
-from neuralgrok.grid import main
+from neuralgrok.sweep.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -176,7 +176,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from .grid import main as grid_main
+    from .sweep.cli import main as grid_main
     return grid_main(args.args)
 
 
@@ -186,7 +186,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
-    from .rerun import main as rerun_main
+    from .sweep.rerun import main as rerun_main
     return rerun_main(args.args)
 
 

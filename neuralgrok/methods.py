@@ -18,7 +18,7 @@ import importlib
 import os
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 from baselines import GradientTransform, GradNorm, GrokfastEMA, GrokfastMA, Identity, OrthoGrad
 from baselines.gradnorm import SCOPES
@@ -26,8 +26,7 @@ from baselines.grokfast import REDUCTIONS
 
 from .options import Option, above, at_least, in_range
 
-if TYPE_CHECKING:
-    from .config import RunConfig
+RunConfig = Any  # a neuralgrok.config.RunConfig (built from this registry, so not imported here)
 
 
 @dataclass(frozen=True)
@@ -35,16 +34,16 @@ class Method:
     """A method: how to build its transform from the run config, what it does, its options, default clipping, and
     how reports name and colour it (label: the method's name when empty)."""
 
-    build: Callable[["RunConfig"], GradientTransform]
+    build: Callable[[RunConfig], GradientTransform]
     summary: str
     clip_grad: float = 0.0
     options: tuple[Option, ...] = ()
-    check: Callable[["RunConfig"], None] | None = None  # options that constrain one another; raises ConfigError
+    check: Callable[[RunConfig], None] | None = None  # options that constrain one another; raises ConfigError
     label: str = ""
     colour: str = ""
 
 
-def _neuralgrok(cfg: "RunConfig") -> GradientTransform:
+def _neuralgrok(cfg: RunConfig) -> GradientTransform:
     from .bilevel import NeuralGrok
     return NeuralGrok.from_config(cfg)
 
@@ -106,7 +105,7 @@ def rank_of(name: str) -> int:
     return 2 * list(METHODS).index(name) if name in METHODS else 2 * len(METHODS)
 
 
-def build_transform(cfg: "RunConfig") -> GradientTransform:
+def build_transform(cfg: RunConfig) -> GradientTransform:
     """The gradient transform that ``cfg.method`` applies between backward and step."""
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")

@@ -123,7 +123,7 @@ def comparison(table: Table, out: Path, tasks: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import grid
+    from .sweep import cli as grid
     ap = argparse.ArgumentParser(prog="neuralgrok reproduce", description=__doc__.splitlines()[0],
                                  epilog="Other options (--jobs, --executor, --dry-run, ...) go to neuralgrok grid.")
     ap.add_argument("table", choices=list(TABLES), help="; ".join(f"{k}: {v.summary}" for k, v in TABLES.items()))

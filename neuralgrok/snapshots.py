@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError
+from .errors import ConfigError
 from .runfolder import write_atomic
 
 SNAPSHOT_DIR = "snapshots"

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from .errors import ConfigError
+
 TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
 LOG_WITH = ("none", *TRACKERS, "all")
 TENSORBOARD_DIR = "tensorboard"
@@ -49,7 +51,6 @@ class Trackers:
         from accelerate import PartialState
         from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
-        from .config import ConfigError  # (config imports this module for LOG_WITH)
         PartialState()  # (the trainer's Accelerator's, or a new one for a replay)
         run_dir = Path(run_dir)
         self.trackers = []
@@ -82,7 +83,6 @@ class Trackers:
 
 def replay(run_dir: str | Path, to: str) -> int:
     """Sends a finished (or stopped) run's config and metrics lines to the trackers ``to`` names; returns the count."""
-    from .config import ConfigError
     from .runfolder import read_metrics
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():

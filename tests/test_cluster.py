@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from neuralgrok import grid
+from neuralgrok.sweep import cli as grid
 
 pytest.importorskip("submitit")
 

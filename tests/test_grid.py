@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from neuralgrok import grid, reuse
+from neuralgrok.sweep import cli, grid, reuse
 from neuralgrok.errors import GridError
 
 # the tiny task of conftest.TINY as grid options, 40 steps with checkpoints every 10
@@ -50,7 +50,7 @@ def test_expand_merges_tables_in_order_and_filters():
 
 def _run(tmp_path, text=GRID, jobs=1):
     (tmp_path / "g.toml").write_text(text)
-    return grid.main([str(tmp_path / "g.toml"), "--out", str(tmp_path / "out"), "--jobs", str(jobs)])
+    return cli.main([str(tmp_path / "g.toml"), "--out", str(tmp_path / "out"), "--jobs", str(jobs)])
 
 
 def _rows(run):
@@ -72,7 +72,7 @@ def test_finished_runs_are_skipped(tmp_path, capsys):
 
 def test_dry_run_lists_each_cells_command_and_resolved_options_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "grid.toml").write_text(GRID.replace('seeds = [0]', 'seeds = [0, 1]'))
-    assert grid.main([str(tmp_path / "grid.toml"), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    assert cli.main([str(tmp_path / "grid.toml"), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.rsplit("/", 1)[-1] for line in lines[::2]] == ["add-standard-s0", "add-standard-s1"]
     resolved = lines[3].split()
@@ -94,7 +94,7 @@ def test_dry_run_lists_each_cells_command_and_resolved_options_and_writes_nothin
 def test_a_bad_grid_fails_before_anything_runs_with_one_line(tmp_path, capsys, edit, message):
     (tmp_path / "g.toml").write_text(GRID.replace(*edit))
     for executor in ([], ["--executor", "slurm"]):
-        assert grid.main([str(tmp_path / "g.toml"), "--out", str(tmp_path / "out"), *executor]) == 2
+        assert cli.main([str(tmp_path / "g.toml"), "--out", str(tmp_path / "out"), *executor]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
         assert not (tmp_path / "out").exists()  # nothing written, nothing submitted
@@ -103,7 +103,7 @@ def test_a_bad_grid_fails_before_anything_runs_with_one_line(tmp_path, capsys, e
 def test_a_bad_amplifier_path_in_a_neuralgrok_cell_is_named(tmp_path, capsys):
     text = GRID.replace("lr = 1e-2", 'lr = 1e-2\nmethod = "neuralgrok"\namplifier = "nowhere/amp"')
     (tmp_path / "g.toml").write_text(text)
-    assert grid.main([str(tmp_path / "g.toml"), "--out", str(tmp_path / "out")]) == 2
+    assert cli.main([str(tmp_path / "g.toml"), "--out", str(tmp_path / "out")]) == 2
     assert "cell add-standard-s0: no amplifier file at nowhere/amp" in capsys.readouterr().err
 
 
@@ -167,7 +167,7 @@ STOPS = GRID.replace("run_on = true", "stop_acc = 1e-9\nstop_patience = 1")
 
 def _grid(tmp_path, text, out, *extra):
     (tmp_path / f"{out}.toml").write_text(text)
-    return grid.main([str(tmp_path / f"{out}.toml"), "--out", str(tmp_path / out), *extra])
+    return cli.main([str(tmp_path / f"{out}.toml"), "--out", str(tmp_path / out), *extra])
 
 
 def _untimed(run):

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 import torch
 
-from neuralgrok import rerun
+from neuralgrok.sweep import rerun
 from neuralgrok.cli import main
 from neuralgrok.runfolder import code_version
 

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from .grid import thread_env
-from .runfolder import first_step_at, read_metrics
+from ..runfolder import first_step_at, read_metrics
 
 
 def first_difference(committed: list[dict], rerun: list[dict]) -> str | None:

@@ -19,9 +19,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, differing_keys, from_json, to_json
-from .portable import relative
-from .runfolder import write_json
+from ..config import ConfigError, RunConfig, differing_keys, from_json, to_json
+from ..portable import relative
+from ..runfolder import write_json
 
 MAY_DIFFER = ("label", "max_steps", "checkpoint_every", "keep_checkpoints")
 
