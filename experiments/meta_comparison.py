@@ -16,8 +16,8 @@ costs (``bench/methods/bench.json``): a frozen amplifier's step costs its frozen
 over its step-0 rms, that variant's own); the gated
 variant's steps cost its inner step until the evaluation that opened the gate and its amortised
 meta-step iteration after; a baseline's step costs its own (the wall-clock ratio is left blank when the
-best baseline's step cost was not measured, as for ⊥Grad). Baselines run at one decay (no ``wd=`` in
-their label, as in ``meta_nonneg_seeds34``) count as a family at that decay; the variants are the NeuralGrok
+best baseline's step cost was not measured, as for ⊥Grad). Baselines run at one decay (not swept by a
+grid, as in ``meta_nonneg_seeds34``) count as a family at that decay; the variants are the NeuralGrok
 groups of ``--variants``. The last column is the lowest test
 accuracy any counted seed fell to after first reaching 95% (how well the accuracy holds). The development cell (the task and seed
 the variants were chosen on) is shown and left out of the medians. ``--seeds`` keeps only runs of those
@@ -101,7 +101,7 @@ def is_neuralgrok(group: Group) -> bool:
 def baseline_points(grouped: dict[str, list[Group]]) -> dict[str, dict[str, list[SweepPoint]]]:
     """Per task, per baseline family, its weight decays: the swept families, and a method run at one decay.
 
-    A group the sweep does not place (its label has no grid-given weight-decay suffix: a method run at one chosen
+    A group the sweep does not place (no grid records a weight-decay sweep for it: a method run at one chosen
     decay, as in ``meta_nonneg_seeds34``) is a family of its own at its config's decay. NeuralGrok groups are
     variants, never baselines.
     """

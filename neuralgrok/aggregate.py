@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,9 +250,6 @@ def has_key(grouped: dict[str, list[Group]], key: str) -> bool:
 
 # -- weight-decay sweeps ----------------------------------------------------------------------------
 
-_SWEPT = re.compile(r"^(?P<family>.+) wd=(?P<value>\S+)$")  # the labels `neuralgrok grid` gives swept cells
-
-
 @dataclass
 class SweepPoint:
     """One weight decay of one method on one task: its group of seeds."""
@@ -272,10 +268,9 @@ def weight_decay_sweeps(grouped: dict[str, list[Group]],
     for t, groups in grouped.items():
         families: dict[str, list[SweepPoint]] = {}
         for g in groups:
-            m = _SWEPT.match(g.label)
-            if m and g.finished:
-                wd = float(g.finished[0].config.get("weight_decay", m["value"]))
-                families.setdefault(m["family"], []).append(SweepPoint(wd, g))
+            config = g.finished[0].config if g.finished else {}
+            if config.get("swept") == "weight_decay":  # the grid's record of a swept cell (its family, its option)
+                families.setdefault(config["family"], []).append(SweepPoint(float(config["weight_decay"]), g))
         swept = {f: sorted(ps, key=lambda p: p.weight_decay) for f, ps in families.items() if len(ps) >= min_points}
         if swept:
             out[t] = swept

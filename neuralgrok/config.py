@@ -94,6 +94,10 @@ class BaseConfig:
     stop_patience: int = opt(5, "... for this many consecutive evaluations", "run")
     run_on: bool = opt(False, "ignore the early stop and run all max_steps", "run")
     label: str = opt("", "name of this run's method in reports (default: the method)", "run")
+    family: str = opt("", "a swept cell's method name in reports without its swept value (neuralgrok grid sets it)",
+                      "run")
+    swept: str = opt("", "the option a grid swept to make this cell (its value is that option's; neuralgrok grid "
+                         "sets it)", "run")
     log_with: str = opt("none", "also send the config and every metrics line to these trackers (TensorBoard under "
                                 "RUN/tensorboard/); metrics.jsonl stays the record", "run", choices=LOG_WITH)
     age_per_tensor: bool = opt(False, "also log AGE per parameter tensor (age_tensors, age_raw_tensors)", "run")

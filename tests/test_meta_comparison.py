@@ -20,6 +20,8 @@ def write_run(root: Path, name: str, steps_to_95: int | None, **config) -> None:
     run = root / name
     run.mkdir(parents=True)
     config = {"task": "a+b", "p": 97, "weight_decay": 1e-3, **config}
+    if " wd=" in config.get("label", ""):  # a swept cell: the grid records its family and the option swept
+        config.update(family=config["label"].rsplit(" wd=", 1)[0], swept="weight_decay")
     (run / "config.json").write_text(json.dumps(config))
     last = 3000 if steps_to_95 is None else steps_to_95 + 100
     rows = [{"step": s, "test_acc": 0.5 if steps_to_95 is None or s < steps_to_95 else acc}

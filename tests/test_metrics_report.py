@@ -300,7 +300,8 @@ def test_accuracy_figure_draws_the_runs_series(runs, tmp_path, monkeypatch):
 
 
 def test_weight_decay_sweep_best_tuned_table_and_figure(tmp_path, monkeypatch):
-    """Swept cells ("LABEL wd=V") give a best-weight-decay row per method and a steps-against-decay line."""
+    """Swept cells (the grid records family and swept option) give a best-weight-decay row per method and a
+    steps-against-decay line; a label that merely looks swept is not read as one."""
     import numpy as np
 
     from neuralgrok import figures as figures_module
@@ -313,7 +314,8 @@ def test_weight_decay_sweep_best_tuned_table_and_figure(tmp_path, monkeypatch):
             d = _make_run(root, f"std-wd{wd:g}-s{seed}", method="standard", seed=seed, s95=s95, s99=None,
                           spp=0.01, max_steps=1000, label=f"standard wd={wd:g}")
             cfg = json.loads((d / "config.json").read_text())
-            (d / "config.json").write_text(json.dumps({**cfg, "weight_decay": wd}))
+            (d / "config.json").write_text(json.dumps({**cfg, "weight_decay": wd, "family": "standard",
+                                                       "swept": "weight_decay"}))  # as the grid records a sweep
             dirs.append(d)
     figures = {}
     monkeypatch.setattr(figures_module, "_save_figure", lambda fig, path: figures.__setitem__(path.name, fig))
@@ -336,6 +338,10 @@ def test_weight_decay_sweep_best_tuned_table_and_figure(tmp_path, monkeypatch):
     assert weight_decay_sweeps(grouped) == {}
     [point] = weight_decay_sweeps(grouped, min_points=1)["(a*b) mod 97"]["standard"]
     assert point.weight_decay == 0.0 and len(point.group.finished) == 2
+    for d in dirs:  # the same runs without the grid's record: labels alone are not read
+        cfg = json.loads((d / "config.json").read_text())
+        (d / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k not in ("family", "swept")}))
+    assert weight_decay_sweeps(group_runs([load_run(d) for d in dirs])) == {}
 
 
 def test_amplifier_shape_is_the_softmax_weight_ratio():

@@ -63,7 +63,8 @@ def _variants(opts: dict) -> list[tuple[str, dict]]:
     """A method's option sets: one per value of its ``sweep`` option (``sweep = {weight_decay = [0, 1e-3]}``).
 
     Each variant is named by a suffix (``-wd0.001``) and labelled ``"LABEL wd=0.001"``, so that reports
-    keep the values apart and can plot steps against them.
+    keep the values apart; it records ``family`` (LABEL) and ``swept`` (the option), so that they can plot
+    steps against the values without reading labels.
     """
     sweep = opts.pop("sweep", None)
     if not sweep:
@@ -73,7 +74,8 @@ def _variants(opts: dict) -> list[tuple[str, dict]]:
     (key, values), = sweep.items()
     short = SWEEP_NAMES.get(key, key)
     label = opts.get("label") or opts["method"]
-    return [(f"-{short}{v:g}", {**opts, key: v, "label": f"{label} {short}={v:g}"}) for v in values]
+    return [(f"-{short}{v:g}", {**opts, key: v, "label": f"{label} {short}={v:g}", "family": label, "swept": key})
+            for v in values]
 
 
 SWEEP_NAMES = {"weight_decay": "wd"}  # short names of swept options in cell names and labels

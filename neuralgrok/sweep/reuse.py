@@ -23,7 +23,7 @@ from ..config import ConfigError, RunConfig, differing_keys, from_json, to_json
 from ..portable import relative
 from ..runfolder import write_json
 
-MAY_DIFFER = ("label", "max_steps", "checkpoint_every", "keep_checkpoints")
+MAY_DIFFER = ("label", "family", "swept", "max_steps", "checkpoint_every", "keep_checkpoints")
 
 
 @dataclass
