@@ -104,8 +104,9 @@ class GradientTransform:
         """True when a stream reads held-out rows: the loop then steps on the rest of the training split only."""
         return any(s.rows == "held_out" for s in self.streams().values())
 
-    def attach(self, processes: int) -> None:
-        """Called once before the first step with the number of processes; raises when it cannot run so."""
+    def attach(self, processes: int, names: tuple[str, ...] = ()) -> None:
+        """Called once before the first step with the number of processes and the parameters' names (in the
+        gradients' order); raises when it cannot run so."""
 
     def observe(self, row: dict[str, Any]) -> None:
         """Called after each evaluation with its metrics row (a transform may start something on it)."""
@@ -156,9 +157,9 @@ class Chain(GradientTransform):
                     raise ValueError(f"chained transforms ask for stream {name!r} as {merged[name]} and {stream}")
         return merged
 
-    def attach(self, processes: int) -> None:
+    def attach(self, processes: int, names: tuple[str, ...] = ()) -> None:
         for t in self.transforms:
-            t.attach(processes)
+            t.attach(processes, names)
 
     def observe(self, row: dict[str, Any]) -> None:
         for t in self.transforms:

@@ -75,7 +75,7 @@ def main() -> None:
     tensors["coef"] = coef
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / AMPLIFIER_FILE, save(tensors))
-    write_json(args.out / AMPLIFIER_META, {**info, "tensors": len(dst)})
+    write_json(args.out / AMPLIFIER_META, {**info, "tensors": len(dst), "tensor_names": dst})
     print(f"wrote {args.out / AMPLIFIER_FILE}: {len(src)} tensors ({_blocks(src)} blocks) mapped to {len(dst)} "
           f"({args.n_layers} blocks)")
 

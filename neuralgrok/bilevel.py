@@ -91,10 +91,11 @@ class NeuralGrok(GradientTransform):
         """The outer slice (all of it per meta step unless ``outer_batch``), and fresh training batches."""
         return {"held_out": Stream("held_out", self.outer_batch, seed=1), "train": Stream("train", None, seed=2)}
 
-    def attach(self, processes: int) -> None:
+    def attach(self, processes: int, names: tuple[str, ...] = ()) -> None:
         if self.horizon > 1 and processes > 1:
             raise ConfigError(f"--meta-horizon {self.horizon} runs on one process (the unrolled steps' gradients are "
                               f"not reduced across processes); use --meta-horizon 1 with {processes}")
+        self.form.attach(tuple(names))
 
     def observe(self, row: dict) -> None:
         self.meta_started = self.meta_started or row["train_acc"] >= self.start_acc

@@ -228,6 +228,23 @@ def parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="neuralgrok", description="Grokking experiments: NeuralGrok and its baselines.")
     p.add_argument("--version", action="version", version=f"neuralgrok {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
+    _training_commands(sub)
+    _reading_commands(sub)
+    for name, summary, fn in (
+            ("grid", "run a grid of runs from a TOML file, resumably (neuralgrok grid --help)", cmd_grid),
+            ("rerun", "train committed runs again and compare their metrics (neuralgrok rerun --help)", cmd_rerun),
+            ("compact", "compress finished runs' metrics and figures for committing (neuralgrok compact --help)",
+             cmd_compact),
+            ("reproduce", "run a published table on its paper's setup and print ours beside it "
+                          "(neuralgrok reproduce --help)", cmd_reproduce)):
+        tool = sub.add_parser(name, help=summary, add_help=False, prefix_chars="\0")  # its own parser reads the rest
+        tool.add_argument("args", nargs=argparse.REMAINDER)
+        tool.set_defaults(fn=fn)
+    return p
+
+
+def _training_commands(sub) -> None:
+    """train and metatrain: every run option as a flag."""
     t = sub.add_parser("train", help="train a model on a modular-arithmetic task",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--config", help="TOML, YAML or JSON file of options (flags override it); a run folder's config.json re-runs that run")
@@ -252,6 +269,10 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_flags(m)
     m.set_defaults(fn=cmd_metatrain, method="neuralgrok")
+
+
+def _reading_commands(sub) -> None:
+    """The commands that list what is there or read run folders: tasks, report, analyze, export, log, presets."""
     sub.add_parser("tasks", help="list the paper tasks and how to write your own").set_defaults(fn=cmd_tasks)
     r = sub.add_parser("report", help="compare run folders: report.md, a table and figures")
     r.add_argument("runs", nargs="+", help="run folders")
@@ -280,17 +301,6 @@ def parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("presets", help="the published setups that --paper applies, every value with its source")
     pr.add_argument("name", nargs="?", help="one preset (default: all)")
     pr.set_defaults(fn=cmd_presets)
-    for name, summary, fn in (
-            ("grid", "run a grid of runs from a TOML file, resumably (neuralgrok grid --help)", cmd_grid),
-            ("rerun", "train committed runs again and compare their metrics (neuralgrok rerun --help)", cmd_rerun),
-            ("compact", "compress finished runs' metrics and figures for committing (neuralgrok compact --help)",
-             cmd_compact),
-            ("reproduce", "run a published table on its paper's setup and print ours beside it "
-                          "(neuralgrok reproduce --help)", cmd_reproduce)):
-        tool = sub.add_parser(name, help=summary, add_help=False, prefix_chars="\0")  # its own parser reads the rest
-        tool.add_argument("args", nargs=argparse.REMAINDER)
-        tool.set_defaults(fn=fn)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

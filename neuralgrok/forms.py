@@ -65,6 +65,9 @@ class ScalarForm:
     def check_record(self, meta: dict, path) -> None:
         """Nothing beyond the weights' shapes, which the transform checks."""
 
+    def attach(self, names: tuple[str, ...]) -> None:
+        """The model's parameter names: the scalar amplifier reads no tensor by position."""
+
 
 @dataclass
 class FeatureStep:
@@ -98,6 +101,8 @@ class FeatureForm:
         self.slow: list[torch.Tensor] | None = None
         self.theta_rms: torch.Tensor | None = None  # with theta_ref init: each tensor's rms at the first update
         self.n_tensors: int | None = None  # the model's, from the first update or from a loaded amplifier.json
+        self.names: tuple[str, ...] = ()  # the model's parameter names (attach), recorded beside what is learnt
+        self._learnt_on: tuple[str, ...] = ()  # a loaded amplifier's recorded names
 
     def prepare(self, grads, ctx) -> FeatureStep:
         """This step's slow average, weight scale and step, from the state and ``grads``; nothing changes."""
@@ -144,7 +149,9 @@ class FeatureForm:
     def meta_info(self) -> dict:
         info = {"hidden": list(self.hidden), "features": list(self.features), "slow_alpha": self.slow_alpha,
                 "form": self.form, **({"theta_ref": self.theta_ref} if "theta" in self.features else {})}
-        return {**info, "tensors": self.n_tensors} if self.by_position and self.n_tensors else info
+        if not (self.by_position and self.n_tensors):
+            return info
+        return {**info, "tensors": self.n_tensors, **({"tensor_names": list(self.names)} if self.names else {})}
 
     def check_record(self, meta: dict, path) -> None:
         """A loaded amplifier's record must match this form's weight scale; it gives the tensor count."""
@@ -154,3 +161,13 @@ class FeatureForm:
                                      f"uses {self.theta_ref}")
         if self.by_position:
             self.n_tensors = meta.get("tensors")
+            self._learnt_on = tuple(meta.get("tensor_names", ()))
+
+    def attach(self, names: tuple[str, ...]) -> None:
+        """The model's parameter names; a loaded per-position amplifier whose record names others is refused."""
+        if self.by_position and self._learnt_on and names and self._learnt_on != names:
+            learnt, here = (list(n) + ["(none)"] * (len(names) + len(self._learnt_on)) for n in (self._learnt_on, names))
+            i = next(i for i, (a, b) in enumerate(zip(learnt, here)) if a != b)
+            raise AmplifierFileError(f"the loaded amplifier reads parameters by position and was learnt on another "
+                                     f"model: its parameter {i} is {learnt[i]}, this model's is {here[i]}")
+        self.names = names

@@ -26,12 +26,28 @@ class Report:
     tuned: list[dict[str, str]] = field(default_factory=list)  # swept methods at their best weight decay
 
 
+@dataclass
+class _Inputs:
+    """What the report's sections read, and what they hand back to the caller."""
+
+    runs: list
+    grouped: dict
+    colours: dict
+    out: Path
+    paper_table: dict | None
+    unreadable: list[str]
+    rows: list[dict[str, str]] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    tuned: list[dict[str, str]] = field(default_factory=list)
+
+
 def build_report(run_dirs: list[Path], out_dir: Path, paper_table: dict | None = None) -> Report:
     """Writes ``out_dir/report.md`` (table of steps to 95%/99% test accuracy) and its PNG figures.
 
     Unfinished runs (no summary.json) are plotted but not counted in the table. ``paper_table`` maps
     (task label such as "(a*b) mod 97", method label) to a published number (see PAPER_TABLE_1), or
-    {task label: {method: number}}; when it matches a row, a "paper" column is shown.
+    {task label: {method: number}}; when it matches a row, a "paper" column is shown. The report is
+    its :data:`SECTIONS` in order, each writing its figures and returning its Markdown lines.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -42,114 +58,133 @@ def build_report(run_dirs: list[Path], out_dir: Path, paper_table: dict | None =
         except (OSError, ValueError) as e:
             warnings.warn(f"{d}: not a readable run folder ({e})", stacklevel=2)
             unreadable.append(f"`{d}` ({type(e).__name__})")
-    grouped = group_runs(runs)
-    colours = palette([(r.label, r.method) for r in runs])
-    n_fin = sum(r.finished for r in runs)
-    parents = sorted({str(r.path.parent) for r in runs})
-    skipped = sum(r.skipped_lines for r in runs)
+    inputs = _Inputs(runs, group_runs(runs), palette([(r.label, r.method) for r in runs]), out_dir, paper_table,
+                     unreadable)
+    md = [line for section in SECTIONS for line in section(inputs)]
+    path = out_dir / "report.md"
+    write_atomic(path, "\n".join(md) + "\n")
+    return Report(path, inputs.rows, inputs.columns, inputs.tuned)
 
-    md = ["# Grokking runs: comparison", ""]
-    md.append(f"Read {len(runs)} runs ({n_fin} finished, {len(runs) - n_fin} unfinished) from "
-              + ", ".join(f"`{p}`" for p in parents) + "." if runs else "Read 0 runs.")
-    if unreadable:
-        md.append(f"Not run folders, skipped: {', '.join(unreadable)}.")
+
+def _header(x: _Inputs) -> list[str]:
+    n_fin = sum(r.finished for r in x.runs)
+    parents = sorted({str(r.path.parent) for r in x.runs})
+    skipped = sum(r.skipped_lines for r in x.runs)
+    md = ["# Grokking runs: comparison", "",
+          f"Read {len(x.runs)} runs ({n_fin} finished, {len(x.runs) - n_fin} unfinished) from "
+          + ", ".join(f"`{p}`" for p in parents) + "." if x.runs else "Read 0 runs."]
+    if x.unreadable:
+        md.append(f"Not run folders, skipped: {', '.join(x.unreadable)}.")
     if skipped:
         md.append(f"{skipped} unreadable metrics line(s) skipped (a run killed mid-write).")
-    md.append("")
+    return md + [""]
 
-    md += ["## Steps to test accuracy", "",
-           "Steps to 95% / 99% test accuracy: median (min–max) over the finished seeds that reached it; "
-           "\"seeds reached\" is k/n of the finished runs (unfinished ones are marked \"(running)\" and not "
-           "counted). \"not within N steps\": no finished seed reached it in the N steps it ran. "
-           "\"wall s to 95%\": median wall-clock seconds (evaluation included) at the first evaluation at or above "
-           "95%; \"s/step\": median seconds per training step.", ""]
-    rows = [table_row(g, paper_table) for gs in grouped.values() for g in gs]
-    columns = ["task", "method", "steps to 95%", "seeds reached 95%", "steps to 99%", "seeds reached 99%",
-               "step cap", "wall s to 95%", "s/step"]
-    if any(r["paper"] != "—" for r in rows):
-        columns.append("paper")
-        md_note = "\"paper\": steps to 95% test accuracy as published."
-    else:
-        md_note = ""
-    md.append(markdown_table(rows, columns) if rows else "(no runs)")
-    if md_note:
-        md += ["", md_note]
-    md.append("")
 
-    sweeps = weight_decay_sweeps(grouped)
+def _steps_table(x: _Inputs) -> list[str]:
+    x.rows = [table_row(g, x.paper_table) for gs in x.grouped.values() for g in gs]
+    x.columns = ["task", "method", "steps to 95%", "seeds reached 95%", "steps to 99%", "seeds reached 99%",
+                 "step cap", "wall s to 95%", "s/step"]
+    with_paper = any(r["paper"] != "—" for r in x.rows)
+    x.columns += ["paper"] if with_paper else []
+    md = ["## Steps to test accuracy", "",
+          "Steps to 95% / 99% test accuracy: median (min–max) over the finished seeds that reached it; "
+          "\"seeds reached\" is k/n of the finished runs (unfinished ones are marked \"(running)\" and not "
+          "counted). \"not within N steps\": no finished seed reached it in the N steps it ran. "
+          "\"wall s to 95%\": median wall-clock seconds (evaluation included) at the first evaluation at or above "
+          "95%; \"s/step\": median seconds per training step.", "",
+          markdown_table(x.rows, x.columns) if x.rows else "(no runs)"]
+    return md + (["", "\"paper\": steps to 95% test accuracy as published."] if with_paper else []) + [""]
+
+
+def _best_decay(x: _Inputs) -> list[str]:
+    sweeps = weight_decay_sweeps(x.grouped)
     default_decay = RunConfig().weight_decay
-    tuned = best_tuned_rows(sweeps, default_decay)
-    if sweeps:
-        plot_steps_vs_weight_decay(sweeps, out_dir / "steps_vs_weight_decay.png")
-        md += ["## Each method at its best weight decay", "",
-               "Methods run at several weight decays (grid `sweep`), each at the one where the most finished seeds "
-               "reached 95% test accuracy, then the fewest median steps, among the decays finished on as many seeds as "
-               "the method's most complete one (the others, not compared yet, show their seed count); beside it, the "
-               f"same method at the paper setting, the weight decay NeuralGrok's Table 1 gives every method "
-               f"({default_decay:g}, this project's default), with the seeds that reached 95% (\"—\": not run at it); "
-               "the table above has every value.", "",
-               markdown_table(tuned, list(tuned[0])), "",
-               "![steps to 95% against weight decay](steps_vs_weight_decay.png)", ""]
+    x.tuned = best_tuned_rows(sweeps, default_decay)
+    if not sweeps:
+        return []
+    plot_steps_vs_weight_decay(sweeps, x.out / "steps_vs_weight_decay.png")
+    return ["## Each method at its best weight decay", "",
+            "Methods run at several weight decays (grid `sweep`), each at the one where the most finished seeds "
+            "reached 95% test accuracy, then the fewest median steps, among the decays finished on as many seeds as "
+            "the method's most complete one (the others, not compared yet, show their seed count); beside it, the "
+            f"same method at the paper setting, the weight decay NeuralGrok's Table 1 gives every method "
+            f"({default_decay:g}, this project's default), with the seeds that reached 95% (\"—\": not run at it); "
+            "the table above has every value.", "",
+            markdown_table(x.tuned, list(x.tuned[0])), "",
+            "![steps to 95% against weight decay](steps_vs_weight_decay.png)", ""]
 
-    comparison = steps_vs_paper(grouped, paper_table) if paper_table else {}
-    if comparison:
-        plot_steps_vs_paper(comparison, colours, out_dir / "steps_vs_paper.png")
-        md += ["## Against the published numbers", "",
-               "Steps to 95% test accuracy, ours (solid: median bar, min–max line, one dot per seed that reached "
-               "it; an outline up to the cap where none did) beside the paper's (hatched; a published number that "
-               "is not a step count is written instead).", "",
-               "![steps to 95%, ours and the paper's](steps_vs_paper.png)", ""]
 
-    if runs:
-        plot_accuracy(grouped, colours, out_dir / "accuracy.png")
-        md += ["## Accuracy", "",
-               "Train (dashed) and test (solid) accuracy against step, log scale: mean over the finished seeds "
-               "where all of them have data, light band min–max of test accuracy, single seeds thin beyond; "
-               "unfinished runs thin and faint.", "",
-               "![train and test accuracy](accuracy.png)", ""]
-        md += ["## Absolute gradient entropy (AGE)", "",
-               "AGE = −Σ|g|·ln|g| of the gradient the optimizer receives. It depends on the gradient's scale, "
-               "so methods that normalise the gradient (gradnorm, NeuralGrok) are not comparable with raw ones; "
-               "the scale-free AGE (of g/‖g‖₁) is."]
-        for key, fname, alt in (("age", "age.png", "AGE"), ("age_scaled", "age_scaled.png", "scale-free AGE")):
-            if has_key(grouped, key):
-                plot_beside_accuracy(grouped, colours, key, out_dir / fname)
-                md += ["", f"![{alt} and test accuracy]({fname})"]
-            else:
-                md += ["", f"(no run logged `{key}`)"]
-        md.append("")
-        if has_key(grouped, "weight_norm"):
-            plot_beside_accuracy(grouped, colours, "weight_norm", out_dir / "weight_norm.png")
-            md += ["## Weight norm", "",
-                   "The L2 norm of all parameters against step, beside test accuracy (Omnigrok: generalising "
-                   "solutions sit near a critical weight norm).", "",
-                   "![weight norm and test accuracy](weight_norm.png)", ""]
+def _against_paper(x: _Inputs) -> list[str]:
+    comparison = steps_vs_paper(x.grouped, x.paper_table) if x.paper_table else {}
+    if not comparison:
+        return []
+    plot_steps_vs_paper(comparison, x.colours, x.out / "steps_vs_paper.png")
+    return ["## Against the published numbers", "",
+            "Steps to 95% test accuracy, ours (solid: median bar, min–max line, one dot per seed that reached "
+            "it; an outline up to the cap where none did) beside the paper's (hatched; a published number that "
+            "is not a step count is written instead).", "",
+            "![steps to 95%, ours and the paper's](steps_vs_paper.png)", ""]
 
-    shapes = amplifier_shapes(grouped)
-    if shapes or has_key(grouped, "amp_pn_std") or has_key(grouped, "amp_dev"):
-        md += ["## The learnt amplifier", "",
-               "How far each learnt amplifier is from uniform during training (the scalar amplifier: the standard "
-               "deviation of p·n over all entries, 0 when every entry of a tensor is weighted alike; the feature "
-               "amplifier: the distance of its output from per-tensor gradient normalisation), and the scalar "
-               "amplifiers' final shape: the weight an entry g gets against a zero entry of its tensor (a flat 1 is "
-               "uniform).", ""]
-        for key in ("amp_pn_std", "amp_dev"):
-            if has_key(grouped, key):
-                plot_beside_accuracy(grouped, colours, key, out_dir / f"{key}.png")
-                md += [f"![{key} and test accuracy]({key}.png)", ""]
-        if shapes:
-            plot_amplifier_shapes(shapes, colours, out_dir / "amplifier_shape.png")
-            md += ["![learnt amplifier shapes](amplifier_shape.png)", ""]
-        coefficients = amplifier_coefficients(grouped)
-        if coefficients:
-            plot_amplifier_coefficients(coefficients, out_dir / "amplifier_coefficients.png")
-            md += ["The coefficient form's learnt terms, tensor by tensor (the update is ĝ + slow·ŝ + decay·θ̂ "
-                   "per tensor, each term scaled to unit rms, then rescaled to norm c):", "",
-                   "![learnt coefficients per tensor](amplifier_coefficients.png)", ""]
 
-    md += ["## Runs", "", "| folder | task | method | seed | status | steps | best test acc |",
-           "|---|---|---|---|---|---|---|"]
-    for r in runs:
+def _curves(x: _Inputs) -> list[str]:
+    if not x.runs:
+        return []
+    plot_accuracy(x.grouped, x.colours, x.out / "accuracy.png")
+    md = ["## Accuracy", "",
+          "Train (dashed) and test (solid) accuracy against step, log scale: mean over the finished seeds "
+          "where all of them have data, light band min–max of test accuracy, single seeds thin beyond; "
+          "unfinished runs thin and faint.", "",
+          "![train and test accuracy](accuracy.png)", "",
+          "## Absolute gradient entropy (AGE)", "",
+          "AGE = −Σ|g|·ln|g| of the gradient the optimizer receives. It depends on the gradient's scale, "
+          "so methods that normalise the gradient (gradnorm, NeuralGrok) are not comparable with raw ones; "
+          "the scale-free AGE (of g/‖g‖₁) is."]
+    for key, fname, alt in (("age", "age.png", "AGE"), ("age_scaled", "age_scaled.png", "scale-free AGE")):
+        if has_key(x.grouped, key):
+            plot_beside_accuracy(x.grouped, x.colours, key, x.out / fname)
+            md += ["", f"![{alt} and test accuracy]({fname})"]
+        else:
+            md += ["", f"(no run logged `{key}`)"]
+    md.append("")
+    if has_key(x.grouped, "weight_norm"):
+        plot_beside_accuracy(x.grouped, x.colours, "weight_norm", x.out / "weight_norm.png")
+        md += ["## Weight norm", "",
+               "The L2 norm of all parameters against step, beside test accuracy (Omnigrok: generalising "
+               "solutions sit near a critical weight norm).", "",
+               "![weight norm and test accuracy](weight_norm.png)", ""]
+    return md
+
+
+def _amplifier(x: _Inputs) -> list[str]:
+    shapes = amplifier_shapes(x.grouped)
+    if not (shapes or has_key(x.grouped, "amp_pn_std") or has_key(x.grouped, "amp_dev")):
+        return []
+    md = ["## The learnt amplifier", "",
+          "How far each learnt amplifier is from uniform during training (the scalar amplifier: the standard "
+          "deviation of p·n over all entries, 0 when every entry of a tensor is weighted alike; the feature "
+          "amplifier: the distance of its output from per-tensor gradient normalisation), and the scalar "
+          "amplifiers' final shape: the weight an entry g gets against a zero entry of its tensor (a flat 1 is "
+          "uniform).", ""]
+    for key in ("amp_pn_std", "amp_dev"):
+        if has_key(x.grouped, key):
+            plot_beside_accuracy(x.grouped, x.colours, key, x.out / f"{key}.png")
+            md += [f"![{key} and test accuracy]({key}.png)", ""]
+    if shapes:
+        plot_amplifier_shapes(shapes, x.colours, x.out / "amplifier_shape.png")
+        md += ["![learnt amplifier shapes](amplifier_shape.png)", ""]
+    coefficients = amplifier_coefficients(x.grouped)
+    if coefficients:
+        plot_amplifier_coefficients(coefficients, x.out / "amplifier_coefficients.png")
+        md += ["The coefficient form's learnt terms, tensor by tensor (the update is ĝ + slow·ŝ + decay·θ̂ "
+               "per tensor, each term scaled to unit rms, then rescaled to norm c):", "",
+               "![learnt coefficients per tensor](amplifier_coefficients.png)", ""]
+    return md
+
+
+def _runs(x: _Inputs) -> list[str]:
+    md = ["## Runs", "", "| folder | task | method | seed | status | steps | best test acc |",
+          "|---|---|---|---|---|---|---|"]
+    for r in x.runs:
         s = r.summary
         status = f"finished ({s.get('stopped', '?')})" if s else "(running)"
         steps = s.get("steps") if s else (r.metrics[-1]["step"] if r.metrics else 0)
@@ -157,10 +192,11 @@ def build_report(run_dirs: list[Path], out_dir: Path, paper_table: dict | None =
         best = f"{max(accs):.4f}" if accs else "—"
         md.append(f"| `{r.path}` | `{r.task_label}` | {r.label} | {r.config.get('seed', '?')} | {status} | "
                   f"{steps} | {best} |")
-    path = out_dir / "report.md"
-    write_atomic(path, "\n".join(md) + "\n")
-    return Report(path, rows, columns, tuned)
+    return md
 
+
+# The report, top to bottom: each section writes its figures and returns its lines (none when it has nothing to show).
+SECTIONS = (_header, _steps_table, _best_decay, _against_paper, _curves, _amplifier, _runs)
 
 
 def amplifier_shapes(grouped) -> dict[str, list[tuple[str, int, list[float], list[float]]]]:
@@ -205,8 +241,10 @@ def amplifier_coefficients(grouped) -> list[tuple[str, str, int, list[str], dict
                 info = json.loads(meta.read_text()) if meta.exists() else {}
                 if info.get("form") != "coefficients" or not (r.path / AMPLIFIER_FILE).exists():
                     continue
-                cfg = from_json((r.path / "config.json").read_text())
-                names = [n for n, p in build_model(cfg, task_data(cfg)).named_parameters() if p.requires_grad]
+                names = info.get("tensor_names")  # recorded since 2026-12-06; older runs: rebuild their model
+                if not names:
+                    cfg = from_json((r.path / "config.json").read_text())
+                    names = [n for n, p in build_model(cfg, task_data(cfg)).named_parameters() if p.requires_grad]
                 amp = CoefficientAmplifier(tuple(info["features"]))
                 amp.load_state_dict(load_file(r.path / AMPLIFIER_FILE))
                 found.append((task, g.label, r.config.get("seed", 0), names, amp.per_tensor(len(names))))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import signal
 import sys
 import threading
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast_object_list
 from torch.func import functional_call
 
@@ -21,6 +19,8 @@ from . import checkpoint, metrics
 from .build import build_model, task_data
 from .config import ConfigError, RunConfig, to_json
 from .data import BatchStream, TaskData
+from .distributed import describe, make_accelerator, sum_over_processes
+from .evaluation import evaluate
 from .losses import cross_entropy
 from .methods import build_transform
 from .model import answer_logits
@@ -30,8 +30,6 @@ from .runlock import FolderLock, FolderLocked
 from .snapshots import save_snapshot, snapshot_schedule
 from .tracking import Trackers, tracker_names
 
-EVAL_CHUNK = 4096  # rows per evaluation pass
-BOUNDED_CHUNK = 512  # rows per pass of a bounded test evaluation, which may stop between passes
 
 
 class NonFiniteError(RuntimeError):
@@ -51,29 +49,6 @@ class Interrupted(Exception):
         self.signum, self.step = signum, step
 
 
-def _accelerator(mixed_precision: str) -> Accelerator:
-    """An Accelerator for this run, also when an earlier run in this process used another precision.
-
-    Accelerate keeps one process-wide state and refuses a second precision; we drop that
-    state (not the process group, which ``PartialState`` keeps) so that runs with different
-    ``--mixed-precision`` can follow each other in one Python session.
-    """
-    state = AcceleratorState._shared_state
-    if state and state.get("_mixed_precision") != mixed_precision:
-        AcceleratorState._reset_state()
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
-
-
-def _min_correct(n: int, accuracy: float) -> int:
-    """The fewest correct answers out of ``n`` for which ``correct / n >= accuracy``, as the summary compares."""
-    c = max(0, min(n, math.ceil(accuracy * n)))
-    while c > 0 and (c - 1) / n >= accuracy:
-        c -= 1
-    while c < n and c / n < accuracy:
-        c += 1
-    return c
-
-
 def _all_finite(tensors) -> bool:
     return bool(torch.stack(torch._foreach_norm([t for t in tensors])).isfinite().all())
 
@@ -83,7 +58,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, out: str | Path, quiet: bool = False, accelerator: Accelerator | None = None):
         self.cfg, self.out, self.quiet = cfg, Path(out), quiet
-        self.acc = accelerator or _accelerator(cfg.mixed_precision)
+        self.acc = accelerator or make_accelerator(cfg.mixed_precision)
         if cfg.mixed_precision == "fp16" and not self.acc.native_amp:
             raise ConfigError(f"--mixed-precision fp16 needs a GPU: Accelerate does no fp16 autocast on "
                               f"{self.acc.device.type}; use bf16 there")
@@ -100,7 +75,7 @@ class Trainer:
         self.model, self.opt = self.acc.prepare(model, self.inner_opt)
         self.params = [p for p in self.model.parameters()]
         self.param_names = [n for n, _ in self.acc.unwrap_model(self.model).named_parameters()]
-        self.transform.attach(world)
+        self.transform.attach(world, tuple(self.param_names))
         self.stream, self.streams = self._streams()
         self.step = 0
         self.good_evals = 0  # consecutive evaluations at or above stop_acc
@@ -258,37 +233,12 @@ class Trainer:
         return cross_entropy(logits, y, self.cfg.loss, reduction="sum") / stream.batch_size
 
     def _sum_over_processes(self, t: torch.Tensor) -> torch.Tensor:
-        return self.acc.reduce(t, "sum") if self.acc.num_processes > 1 else t
+        return sum_over_processes(self.acc, t)
 
     # -- evaluation -------------------------------------------------------------
-    @torch.inference_mode()
     def evaluate(self, rows: torch.Tensor, exact_from: float = 0.0) -> tuple[float, float, int]:
-        """Mean loss, accuracy and the number of rows they cover, over ``rows`` in their order.
-
-        Every row is evaluated once whatever the process count. With ``exact_from`` > 0 the
-        evaluation stops after the first chunk whose errors prove that the accuracy over
-        all ``rows`` is below ``exact_from``, and returns the loss and accuracy of the rows
-        seen (an estimate; ``rows`` is in random order). An accuracy at or above
-        ``exact_from`` is therefore always exact.
-        """
-        self.model.eval()
-        n, world, rank = len(rows), self.acc.num_processes, self.acc.process_index
-        allowed = n - _min_correct(n, exact_from) if exact_from > 0 else n  # more errors than this: below
-        loss_sum = torch.zeros((), device=self.acc.device)
-        correct = torch.zeros((), device=self.acc.device)
-        seen = 0
-        for chunk in rows.split(BOUNDED_CHUNK if exact_from > 0 else EVAL_CHUNK):
-            x, y = self._batch(chunk.tensor_split(world)[rank])
-            logits = answer_logits(self.model, x).float()
-            part = torch.stack([cross_entropy(logits, y, self.cfg.loss, reduction="sum"),
-                                (logits.argmax(-1) == y).sum().float()])
-            part = self.acc.reduce(part, "sum") if world > 1 else part
-            loss_sum += part[0]
-            correct += part[1]
-            seen += len(chunk)
-            if exact_from > 0 and seen - correct.item() > allowed:
-                break
-        return loss_sum.item() / seen, correct.item() / seen, seen
+        """Mean loss, accuracy and the rows they cover over ``rows`` (evaluation.evaluate)."""
+        return evaluate(self.model, self.acc, self.data.x, self.data.y, rows, self.cfg.loss, exact_from)
 
     def eval_row(self, grad_stats: dict, elapsed: float) -> dict:
         """The metrics line at this step; its evaluation time is added to ``eval_seconds``."""
@@ -429,10 +379,7 @@ class Trainer:
         return summary
 
     def describe_setup(self) -> str:
-        """One line stating the distributed setup, so that a silent single-process fallback is visible."""
-        a = self.acc
-        return (f"neuralgrok: {a.num_processes} process{'es' if a.num_processes > 1 else ''} "
-                f"({a.distributed_type.value}), device {a.device}, mixed precision {a.mixed_precision}")
+        return describe(self.acc)
 
     def _progress_bar(self):
         if self.quiet or not self.acc.is_main_process or not sys.stderr.isatty():

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from neuralgrok import trainer
+from neuralgrok import evaluation
 from neuralgrok.cli import main
-from neuralgrok.trainer import _min_correct
+from neuralgrok.evaluation import min_correct as _min_correct
 
 from conftest import TINY
 
@@ -21,7 +21,7 @@ def test_min_correct_is_the_summary_comparison(n, acc):
 
 
 def test_bounded_test_evaluation_changes_no_training_number_nor_the_crossing(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer, "BOUNDED_CHUNK", 16)  # the tiny task's test split is 152 rows: ten passes
+    monkeypatch.setattr(evaluation, "BOUNDED_CHUNK", 16)  # the tiny task's test split is 152 rows: ten passes
     run = [*TINY, "--train-frac", "0.7", "--max-steps", "600", "--eval-every", "10", "--train-eval-rows", "0"]
     assert main(["train", "--out", str(tmp_path / "full"), *run, "--eval-exact-from", "0"]) == 0
     assert main(["train", "--out", str(tmp_path / "bounded"), *run, "--eval-exact-from", "0.95"]) == 0
@@ -54,7 +54,7 @@ def test_train_evaluation_subset_is_fixed_and_sized(tmp_path):
 
 
 def test_last_evaluation_is_exact(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer, "BOUNDED_CHUNK", 16)
+    monkeypatch.setattr(evaluation, "BOUNDED_CHUNK", 16)
     assert main(["train", "--out", str(tmp_path / "r"), *TINY, "--max-steps", "40", "--eval-every", "20"]) == 0
     rows = _rows(tmp_path / "r")
     assert rows[0]["test_rows"] < 152 and rows[-1]["test_rows"] == 152  # at step 40 of 600 accuracy is near chance

@@ -191,12 +191,22 @@ def test_a_per_tensor_amplifier_refuses_a_model_with_other_tensors(tmp_path, cap
     assert main(["train", "--out", str(tmp_path / "a"), *args]) == 0
     layers = {n: build({"task": "a+b", "p": 23, "d_model": 64, "n_layers": n}) for n in (1, 2)}
     count = {n: len(list(build_model(cfg, task_data(cfg)).parameters())) for n, cfg in layers.items()}
-    assert json.loads((tmp_path / "a" / "amplifier.json").read_text())["tensors"] == count[1]
+    record = json.loads((tmp_path / "a" / "amplifier.json").read_text())
+    names = [n for n, _ in build_model(layers[1], task_data(layers[1])).named_parameters()]
+    assert record["tensors"] == count[1] and record["tensor_names"] == names
     assert main(["train", "--out", str(tmp_path / "b"), *args, "--n-layers", "2", "--amplifier", str(tmp_path / "a"),
                  "--freeze-amplifier"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.endswith(f"learnt on a model with {count[1]} parameter tensors and reads them "
-                                             f"by position; this model has {count[2]}")
+    first = next(i for i, n in enumerate(names) if not n.startswith(("tok", "pos", "blocks.0.")))  # 1 layer's head
+    assert "\n" not in err and err.endswith(f"reads parameters by position and was learnt on another model: its "
+                                             f"parameter {first} is {names[first]}, this model's is blocks.1.ln1.weight")
+    assert not (tmp_path / "b" / "metrics.jsonl").exists()  # refused before the first step
+    del record["tensor_names"]  # an amplifier recorded before names were: the count still refuses the other model
+    (tmp_path / "a" / "amplifier.json").write_text(json.dumps(record))
+    assert main(["train", "--out", str(tmp_path / "b2"), *args, "--n-layers", "2", "--amplifier", str(tmp_path / "a"),
+                 "--freeze-amplifier"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"learnt on a model with {count[1]} parameter tensors and reads "
+                                                     f"them by position; this model has {count[2]}")
     assert main(["train", "--out", str(tmp_path / "c"), *args, "--amplifier", str(tmp_path / "a"),
                  "--freeze-amplifier"]) == 0
 
