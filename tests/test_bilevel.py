@@ -115,6 +115,28 @@ def test_meta_step_returns_the_transform_and_updates_phi():
     assert update.ok and update.stats["outer_loss"] > 0 and update.stats["norm_ratio"] > 0 and ng.meta_steps == 1
 
 
+@pytest.mark.parametrize("form", ["scalar", "coefficients"])
+def test_a_committed_meta_step_lowers_the_outer_loss_of_the_look_ahead(form):
+    """The meta step moves φ the right way: with g and θ fixed, L_outer(θ − η·G_φ(g)) is lower after it."""
+    from neuralgrok.forms import FeatureForm
+    model, opt, grads, _, outer_loss, _ = setup("adam")
+    ng = (NeuralGrok(hidden=(6, 6), meta_lr=1e-4, meta_every=1) if form == "scalar" else
+          NeuralGrok(FeatureForm(("g", "slow", "theta"), form="coefficients"), meta_lr=1e-3, meta_every=1))
+    ng.mlp.double()
+    params = list(model.parameters())
+    ctx = Context(step=0, params=params, lookahead=lambda g, _rule: opt.lookahead(g, "sgd"),
+                  loss=lambda _name, ps: outer_loss(ps))
+
+    def objective():
+        with torch.no_grad():
+            prepared = ng.form.prepare(grads, ctx)
+            return outer_loss(opt.lookahead(ng.form.apply(grads, params, prepared, ng.c, False)[0], "sgd")).item()
+    before = objective()
+    for _ in range(3):
+        ng.update(grads, ctx).commit()
+    assert ng.meta_steps == 3 and objective() < before
+
+
 def test_saved_amplifier_reloads_to_identical_outputs(tmp_path):
     _, opt, grads, ng, outer_loss, _ = setup("adam", torch.float32)
     ng(grads, meta_context(lambda g: opt.lookahead(g, "sgd"), outer_loss))
@@ -152,6 +174,13 @@ def test_tiny_task_learns_then_transfers_frozen(tmp_path, capsys):
     assert (tmp_path / "b" / "amplifier.safetensors").read_bytes() == learnt
     rows = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["outer_loss"] is None  # no meta step was taken
+    # the loaded weights are what it applies: an untrained amplifier, equally frozen, trains differently
+    (tmp_path / "fresh").mkdir()
+    NeuralGrok(hidden=(16, 16)).save(tmp_path / "fresh")
+    assert main(["train", "--out", str(tmp_path / "b0"), *frozen[:-2], str(tmp_path / "fresh"),
+                 "--freeze-amplifier"]) == 0
+    rows0 = [json.loads(l) for l in (tmp_path / "b0" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_loss"] for r in rows0] != [r["train_loss"] for r in rows]
 
     assert main(["train", "--out", str(tmp_path / "c"), *ng_args[:-2], "--max-steps", "20",
                  "--amplifier", str(tmp_path / "a")]) == 0

@@ -299,6 +299,37 @@ def test_accuracy_figure_draws_the_runs_series(runs, tmp_path, monkeypatch):
     assert norms and all(np.allclose(y, 30.0) for y in norms)  # the runs' logged weight norm, 30 throughout
 
 
+def test_age_figures_plot_each_methods_logged_age_and_the_steps_figure_its_numbers(runs, tmp_path, monkeypatch):
+    """What is drawn: the standard seeds' mean AGE (and scale-free AGE) on their common steps, left of the test
+    accuracy; the steps figure's bars at the median steps to 95% (500) and at the paper's 1,280, its dots the seeds."""
+    import numpy as np
+
+    from neuralgrok import figures as figures_module
+
+    figures = {}
+    monkeypatch.setattr(figures_module, "_save_figure", lambda fig, path: figures.__setitem__(path.name, fig))
+    _, dirs = runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_report(dirs, tmp_path, paper_table={("(a*b) mod 97", "standard"): 1280})
+        std = [load_run(d) for d in dirs[:3]]
+    last = min(r.metrics[-1]["step"] for r in std)
+    steps = list(range(100, last + 1, 100))
+    for key, name in (("age", "age.png"), ("age_scaled", "age_scaled.png")):
+        expected = np.mean([[m[key] for m in r.metrics if 100 <= m["step"] <= last] for r in std], axis=0)
+        left = [(list(line.get_xdata()), np.asarray(line.get_ydata(), float))
+                for line in figures[name].axes[0].get_lines()]
+        assert any(x == steps and np.allclose(y, expected) for x, y in left), key
+        assert not any(x == steps and np.allclose(y, expected * 1.01) for x, y in left)  # the check can fail
+        right = [np.asarray(line.get_ydata(), float) for line in figures[name].axes[1].get_lines()]
+        assert any(len(y) == len(steps) and np.all(y <= 1.0) for y in right)  # accuracies beside it
+    ax = figures["steps_vs_paper.png"].axes[0]
+    heights = sorted(round(p.get_height()) for p in ax.patches if p.get_height() > 0)
+    assert 500 in heights and 1280 in heights and 1500 in heights  # median, paper, Grokfast-EMA's cap outline
+    dots = [sorted(line.get_ydata()) for line in ax.get_lines() if line.get_marker() == "o"]
+    assert [400, 500, 600] in [[round(v) for v in d] for d in dots]
+
+
 def test_weight_decay_sweep_best_tuned_table_and_figure(tmp_path, monkeypatch):
     """Swept cells (the grid records family and swept option) give a best-weight-decay row per method and a
     steps-against-decay line; a label that merely looks swept is not read as one."""
