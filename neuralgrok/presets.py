@@ -181,7 +181,7 @@ def describe(paper: str | None = None) -> str:
     """The presets as Markdown tables: every option a preset sets, per task and method, with its source."""
     lines = []
     for preset in (PRESETS[paper],) if paper else PRESETS.values():
-        lines += [f"### `--paper {preset.name}`: {preset.summary}", "", "| applies to | option | value | source |",
+        lines += [f"#### `--paper {preset.name}`: {preset.summary}", "", "| applies to | option | value | source |",
                   "|---|---|---|---|"]
         scopes = [("every run", preset.common)] + [(f"--method {m}", v) for m, v in preset.methods.items()]
         scopes += [(f"({t})", v) for t, v in preset.per_task.items()]
