@@ -195,6 +195,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return reproduce_main(args.args)
 
 
+def cmd_claims(args: argparse.Namespace) -> int:
+    from .claims_report import main as claims_main
+    missing = [d for d in args.runs if not Path(d, "config.json").is_file()]
+    if missing:
+        raise ConfigError(f"not a run folder (no config.json): {', '.join(missing)}")
+    return claims_main(args)
+
+
 def cmd_amplifiers(args: argparse.Namespace) -> int:
     from .amplifier_files import describe_builtins
     print(describe_builtins())
@@ -298,6 +306,11 @@ def _reading_commands(sub) -> None:
     lg.set_defaults(fn=cmd_log)
     sub.add_parser("amplifiers", help="the learnt amplifiers that ship with the package (--amplifier builtin:NAME), "
                                       "with their provenance").set_defaults(fn=cmd_amplifiers)
+    cl = sub.add_parser("claims", help="test the grokking papers' claims on run folders: stability after 95%%, "
+                                        "AGE's fall against the rise of accuracy, AGE as a predictor of steps")
+    cl.add_argument("runs", nargs="+", help="run folders")
+    cl.add_argument("--out", required=True, help="folder for claims.md, claims.json and the figures")
+    cl.set_defaults(fn=cmd_claims)
     pr = sub.add_parser("presets", help="the published setups that --paper applies, every value with its source")
     pr.add_argument("name", nargs="?", help="one preset (default: all)")
     pr.set_defaults(fn=cmd_presets)
