@@ -1,5 +1,6 @@
 """The commit contract: `update` changes nothing (state, parameters, buffers, moments, gradients) until `commit`."""
 import copy
+import json
 import types
 
 import pytest
@@ -141,3 +142,36 @@ def test_the_snapshot_sees_a_change_made_before_commit():
     loss = sum(p.sum() for p in transform.mlp.parameters())
     loss.backward()  # what the meta step did before the commit contract was kept
     assert not _same(before, _snapshot(transform))
+
+
+def test_chain_forwards_every_capability_of_its_members(tmp_path):
+    """Chain(Grokfast-EMA, NeuralGrok) in the trainer: it holds the outer slice out, takes meta steps, is gated by
+    the evaluations, checkpoints both members and writes the amplifier at the end, like NeuralGrok alone."""
+    from baselines import GrokfastEMA, Stream
+    from neuralgrok.bilevel import NeuralGrok
+    from neuralgrok.trainer import Trainer
+    cfg = build({"task": "a+b", "p": 23, "train_frac": 0.7, "d_model": 64, "n_layers": 1, "batch_size": 128,
+                 "optimizer": "adamw", "weight_decay": 1.0, "lr": 1e-2, "method": "neuralgrok", "amp_hidden": "8,8",
+                 "meta_every": 2, "meta_start_acc": 0.15, "eval_every": 5, "max_steps": 60, "run_on": True})
+    trainer = Trainer(cfg, tmp_path / "run", quiet=True)
+    ng = NeuralGrok.from_config(cfg)
+    chain = Chain(GrokfastEMA(alpha=0.9, lamb=1.0), ng)
+    assert chain.streams() == ng.streams() and chain.uses_outer_slice
+    trainer.transform = chain
+    trainer.stream, trainer.streams = trainer._streams()
+    assert len(trainer.data.splits.inner) < len(trainer.data.splits.train)  # the slice held out
+    chain.attach(1, tuple(trainer.param_names))
+    summary = trainer.run()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    opened = next(r["step"] for r in rows if r["train_acc"] >= 0.15)  # the evaluation that opens the gate
+    assert 0 < opened < 50 and ng.meta_started  # observe() reached the member
+    assert ng.meta_steps == len([s for s in range(opened, 60) if s % 2 == 0])  # every due step after it, no other
+    assert (tmp_path / "run" / "amplifier.safetensors").exists() and summary["steps"] == 60
+    assert rows[-1]["outer_loss"] is not None  # the member's statistics reach the metrics
+    state = chain.state_dict()
+    assert set(state) == {"0", "1"} and "h" in str(state["0"].keys()) and state["1"]["meta_steps"] == ng.meta_steps
+    with pytest.raises(ValueError, match="ask for stream"):
+        class Other(NeuralGrok):
+            def streams(self):
+                return {"held_out": Stream("held_out", 8, seed=5)}
+        Chain(ng, Other())
