@@ -69,11 +69,11 @@ class Run:
 
 def task_label(task: str, p: int | None) -> str:
     """``(a*b) mod 97`` from the task (a paper-task name or an expression) and the modulus."""
-    try:
-        from .tasks import PAPER_TASKS
-        task = PAPER_TASKS[task][0] if task in PAPER_TASKS else task
-    except ImportError:  # the report works without the training stack
-        pass
+    from .groups import GROUP_TASKS, GroupTask
+    from .tasks import PAPER_TASKS
+    if task in GROUP_TASKS:
+        return GroupTask(task, GROUP_TASKS[task][0]).label
+    task = PAPER_TASKS[task][0] if task in PAPER_TASKS else task
     return f"({task}) mod {p}" if p is not None else str(task)
 
 

@@ -82,6 +82,10 @@ def analyze_run(run_dir: str | Path, share: float = 0.9) -> dict:
     cfg = from_json((run_dir / "config.json").read_text())
     if cfg.arch == MLP_ARCH:
         raise ConfigError(f"the Fourier analysis reads a transformer's token embedding; {run_dir} trained an MLP")
+    from .groups import GROUP_TASKS
+    if cfg.task in GROUP_TASKS:
+        raise ConfigError(f"the Fourier analysis is over the residues of a modular task; {run_dir} trained the group "
+                          f"task {cfg.task}")
     paths = sorted((run_dir / SNAPSHOT_DIR).glob("step-*.safetensors"))
     if not paths:
         raise ConfigError(f"{run_dir} has no snapshots: train it with --snapshot-steps (e.g. 'log')")

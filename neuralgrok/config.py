@@ -38,7 +38,8 @@ class BaseConfig:
                          "and its source)", "task", choices=PAPERS)
     # task and data
     task: str = opt("a*b", "paper task name or expression over a..e with + - * / (see `neuralgrok tasks`)", "task")
-    p: int = opt(97, "modulus", "task")
+    p: int | None = opt(None, "modulus (default: the task's own: 7 for mod7_five, 120 for the S5 tasks, else 97)",
+                        "task")
     operand_range: str = opt("", "operand ranges overriding the defaults, e.g. 'b=0:96,c=1:10' (inclusive)", "task")
     layout: str = opt("infix", "token layout: infix ('a op b =', as both published codes) or postfix (operands, "
                                "operators, '=')", "task",
@@ -238,6 +239,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
     """Fills method-dependent defaults and validates every value; raises ConfigError."""
     if cfg.clip_grad is None:
         cfg.clip_grad = METHODS[cfg.method].clip_grad if cfg.method in METHODS else 0.0
+    if cfg.p is None:
+        from .tasks import default_p
+        cfg.p = default_p(cfg.task)
     validate(cfg)
     return cfg
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import TaskError
+from .groups import GROUP_TASKS, GroupTask, group_rows
 
 OPERANDS = "abcde"
 SYMBOLS = ("+", "-", "*", "/", "(", ")", "=")
@@ -109,14 +110,30 @@ def parse_ranges(spec: str) -> dict[str, tuple[int, int]]:
     return out
 
 
-def make_task(task: str, p: int | None = None, ranges: dict[str, tuple[int, int]] | None = None) -> Task:
-    """Builds a Task from a paper-task name or an expression.
+def default_p(task: str) -> int:
+    """The modulus a task takes when none is given: its paper's, the group's order, or 97."""
+    if task in GROUP_TASKS:
+        return GroupTask(task, GROUP_TASKS[task][0]).p
+    expr = PAPER_TASKS[task][0] if task in PAPER_TASKS else task.replace(" ", "")
+    return next((dp for e, dp, _ in PAPER_TASKS.values() if e == expr), 97)
+
+
+def make_task(task: str, p: int | None = None, ranges: dict[str, tuple[int, int]] | None = None) -> Task | GroupTask:
+    """Builds a Task from a paper-task name or an expression (or a GroupTask from a group task's name).
 
     Default operand ranges follow the papers: ``a`` takes 0..p-1 and every other
     operand 1..p-1, except in the five-operand task ``a*c+b*d-e`` where b and e take
     0..p-1 too (only the multipliers c and d exclude 0).
     ``ranges`` overrides any operand's inclusive range.
     """
+    if task in GROUP_TASKS:
+        group = GroupTask(task, GROUP_TASKS[task][0])
+        if p not in (None, group.p):
+            raise TaskError(f"task {task} is over the {group.p} elements of S5: --p must be {group.p} or left out, "
+                            f"got {p}")
+        if ranges:
+            raise TaskError(f"task {task} takes every element of S5 as x and y: no --operand-range")
+        return group
     if task in PAPER_TASKS:
         task, default_p, _ = PAPER_TASKS[task]
         p = default_p if p is None else p
@@ -213,6 +230,8 @@ def table(task: Task, layout: str = "infix"):
     import datasets
 
     vocab = Vocab(task.p)
+    if isinstance(task, GroupTask):
+        return datasets.Dataset.from_dict(group_rows(task, layout, vocab.symbol("*"), vocab.symbol("=")))
     cols: dict[str, list] = {"input_ids": [], "label": [], **{x: [] for x in task.operands}}
     spans = [range(lo, hi + 1) for lo, hi in (task.ranges[x] for x in task.operands)]
     for combo in itertools.product(*spans):
@@ -274,5 +293,9 @@ def describe_paper_tasks() -> str:
         "override with --operand-range 'b=0:96,c=1:10'. Token layout: --layout infix",
         "('a op b =', the default, as the published codes) or postfix (operands, operator tokens, '=').",
         "  e.g. neuralgrok train --task 'a*a+b*b' --p 31",
+        "",
+        "Group tasks (Power et al.): composition in the permutation group S5, over its 120 elements",
+        "(the modulus is the group's order, 120):",
+        *(f"  {name:<13} {GroupTask(name, expr).label}" for name, (expr, _) in GROUP_TASKS.items()),
     ]
     return "\n".join(lines)
