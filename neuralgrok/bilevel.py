@@ -73,7 +73,8 @@ class NeuralGrok(GradientTransform):
             form = ScalarForm(cfg.amp_hidden, cfg.amp_eval, cfg.amp_softmax)
         else:
             form = FeatureForm(parse_features(cfg.amp_features, cfg.amp_form), cfg.amp_hidden, cfg.amp_slow_alpha,
-                               cfg.amp_form, cfg.amp_theta_ref, cfg.amp_decay_nonneg)
+                               cfg.amp_form, cfg.amp_theta_ref, cfg.amp_decay_nonneg,
+                               {"slow": cfg.amp_init_slow, "theta": cfg.amp_init_decay})
         ng = cls(form, c=cfg.amp_c, meta_lr=cfg.meta_lr, betas=(cfg.meta_beta1, cfg.meta_beta2),
                  weight_decay=cfg.meta_weight_decay, frozen=cfg.freeze_amplifier, meta_every=cfg.meta_every,
                  lookahead=cfg.lookahead, horizon=cfg.meta_horizon, first_order=cfg.meta_first_order,

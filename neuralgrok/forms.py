@@ -83,7 +83,7 @@ class FeatureForm:
     """An amplifier of per-entry features (``feature_amplifier.py``): a network, or per-tensor coefficients."""
 
     def __init__(self, features=("g", "slow", "theta"), hidden=(32, 32), slow_alpha: float = 0.98,
-                 form: str = "mlp", theta_ref: str = "rms", decay_nonneg: bool = False):
+                 form: str = "mlp", theta_ref: str = "rms", decay_nonneg: bool = False, init: dict | None = None):
         if form not in FORMS:
             raise ValueError(f"amplifier form must be one of {', '.join(FORMS)}, got {form!r}")
         if theta_ref not in THETA_REFS:
@@ -95,6 +95,10 @@ class FeatureForm:
         self.hidden = () if form == "coefficients" else tuple(int(h) for h in hidden)
         self.net = CoefficientAmplifier(self.features) if form == "coefficients" else FeatureAmplifierMLP(
             self.features, self.hidden)
+        if form == "coefficients" and init:  # every tensor's starting coefficient of a term: {"slow": b, "theta": d}
+            with torch.no_grad():
+                for k, term in enumerate(self.net.terms):
+                    self.net.coef[:, k] = float(init.get(term, 0.0))
         # coefficients and the tensor embedding are learnt per tensor position, so they fit only a model with as
         # many parameter tensors (amplifier.json records the count)
         self.by_position = form == "coefficients" or "tensor" in self.features

@@ -24,6 +24,11 @@ OPTIONS = (
     Option("amp_decay_nonneg", False, "with --amp-form coefficients and theta: project every learnt decay coefficient "
                                       "back to >= 0 after each meta step (a decay that can only shrink the weights)",
            group=G),
+    Option("amp_init_slow", 0.0, "with --amp-form coefficients: every tensor's starting slow-gradient coefficient "
+                                 "(frozen with --freeze-amplifier and no --amplifier: one shared pair, the tuned form)",
+           group=G),
+    Option("amp_init_decay", 0.0, "with --amp-form coefficients: every tensor's starting decay (weight-term) "
+                                  "coefficient", group=G),
     Option("amp_slow_alpha", 0.98, "with --amp-features slow: the average's momentum (as Grokfast-EMA's alpha)",
            check=in_range(0, 1), group=G),
     Option("amp_c", 1.0, "amplifier rescaling coefficient c", check=above(0), group=G),
@@ -75,7 +80,14 @@ def check_config(cfg) -> None:
         (cfg.amp_softmax != "tensor" and features != ("g",),
          f"--amp-softmax {cfg.amp_softmax} sets the scalar amplifier's softmax; --amp-features {cfg.amp_features!r} "
          f"has none"),
-        (cfg.freeze_amplifier and not cfg.amplifier, "--freeze-amplifier needs --amplifier PATH"),
+        (cfg.freeze_amplifier and not cfg.amplifier and cfg.amp_form != "coefficients",
+         "--freeze-amplifier needs --amplifier PATH (or --amp-form coefficients, frozen at its starting values)"),
+        ((cfg.amp_init_slow or cfg.amp_init_decay) and cfg.amp_form != "coefficients",
+         "--amp-init-slow and --amp-init-decay set the coefficient form's start: they need --amp-form coefficients"),
+        (cfg.amp_init_slow and "slow" not in features, "--amp-init-slow needs slow in --amp-features"),
+        (cfg.amp_init_decay and "theta" not in features, "--amp-init-decay needs theta in --amp-features"),
+        (cfg.amp_decay_nonneg and cfg.amp_init_decay < 0, "--amp-decay-nonneg keeps the decay >= 0: "
+                                                          "--amp-init-decay must be >= 0"),
         (bool(cfg.amplifier) and cfg.method != "neuralgrok", "--amplifier is only used with --method neuralgrok"),
     ]
     for bad, message in conflicts:
