@@ -8,16 +8,14 @@ writes ``amplifier.safetensors`` and ``amplifier.json`` into the second folder; 
 ``--amplifier FOLDER --freeze-amplifier`` and the same ``--amp-features``/``--amp-form``.
 """
 import argparse
-import json
 import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from neuralgrok.bilevel import AMPLIFIER_FILE, AMPLIFIER_META
-from neuralgrok.config import from_json
-from neuralgrok.build import build_model, task_data
+from neuralgrok.build import coefficient_run, parameters_of
 
 
 def averaged(coef: torch.Tensor, n_tensors: int) -> torch.Tensor:
@@ -32,12 +30,8 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="run folder of a coefficient-form amplifier (amplifier.* and config.json)")
     ap.add_argument("out", type=Path, help="folder for the averaged amplifier")
     args = ap.parse_args()
-    info = json.loads((args.run / AMPLIFIER_META).read_text())
-    if info.get("form") != "coefficients":
-        raise SystemExit(f"{args.run} does not hold a coefficient-form amplifier (amp_form {info.get('form')!r})")
-    cfg = from_json((args.run / "config.json").read_text())
-    n = sum(p.requires_grad for p in build_model(cfg, task_data(cfg)).parameters())
-    tensors = load_file(args.run / AMPLIFIER_FILE)
+    tensors, info, cfg = coefficient_run(args.run)
+    n = len(parameters_of(cfg))
     tensors["coef"] = averaged(tensors["coef"], n)
     args.out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, args.out / AMPLIFIER_FILE)

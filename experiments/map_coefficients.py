@@ -13,18 +13,17 @@ folder; load it with ``--amplifier FOLDER --freeze-amplifier``, the same ``--amp
 """
 import argparse
 import dataclasses
-import json
 import re
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from neuralgrok.bilevel import AMPLIFIER_FILE, AMPLIFIER_META
-from neuralgrok.config import from_json, resolve
+from neuralgrok.build import coefficient_run, parameters_of
+from neuralgrok.config import resolve
 from neuralgrok.feature_amplifier import TENSOR_SLOTS
 from neuralgrok.runfolder import write_atomic, write_json
-from neuralgrok.build import build_model, task_data
 
 BLOCK = re.compile(r"blocks\.(\d+)\.(.+)")
 
@@ -56,12 +55,9 @@ def main() -> None:
     ap.add_argument("out", type=Path, help="folder for the mapped amplifier")
     ap.add_argument("--n-layers", type=int, required=True, help="the depth of the model it is mapped to")
     args = ap.parse_args()
-    info = json.loads((args.run / AMPLIFIER_META).read_text())
-    if info.get("form") != "coefficients":
-        raise SystemExit(f"{args.run} does not hold a coefficient-form amplifier (amp_form {info.get('form')!r})")
-    cfg = from_json((args.run / "config.json").read_text())
-    src, dst = ([n for n, p in build_model(c, task_data(c)).named_parameters() if p.requires_grad]
-                for c in (cfg, resolve(dataclasses.replace(cfg, n_layers=args.n_layers))))
+    tensors, info, cfg = coefficient_run(args.run)
+    deeper = resolve(dataclasses.replace(cfg, n_layers=args.n_layers))
+    src, dst = ([n for n, _ in parameters_of(c)] for c in (cfg, deeper))
     if len(dst) > TENSOR_SLOTS:
         raise SystemExit(f"a {args.n_layers}-layer model has {len(dst)} parameter tensors; the coefficient amplifier "
                          f"holds {TENSOR_SLOTS}")
@@ -69,7 +65,6 @@ def main() -> None:
         rows = depth_map(src, dst)
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    tensors = load_file(args.run / AMPLIFIER_FILE)
     coef = tensors["coef"].clone()
     coef[:len(dst)] = tensors["coef"][torch.tensor(rows)]
     tensors["coef"] = coef

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from neuralgrok.amplifier_files import AMPLIFIER_FILE, AMPLIFIER_META
 
@@ -42,19 +42,14 @@ def shuffled(coef: torch.Tensor, names: list[str], dims: list[int], seed: int) -
 
 
 def main() -> None:
-    from neuralgrok.build import build_model, task_data
-    from neuralgrok.config import from_json
+    from neuralgrok.build import coefficient_run, parameters_of
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="run folder of a coefficient-form amplifier (amplifier.* and config.json)")
     ap.add_argument("out", type=Path, help="folder for the shuffled amplifier")
     ap.add_argument("--seed", type=int, required=True, help="the permutation's seed")
     args = ap.parse_args()
-    info = json.loads((args.run / AMPLIFIER_META).read_text())
-    if info.get("form") != "coefficients":
-        raise SystemExit(f"{args.run} does not hold a coefficient-form amplifier (amp_form {info.get('form')!r})")
-    cfg = from_json((args.run / "config.json").read_text())
-    params = [(n, p.dim()) for n, p in build_model(cfg, task_data(cfg)).named_parameters() if p.requires_grad]
-    tensors = load_file(args.run / AMPLIFIER_FILE)
+    tensors, info, cfg = coefficient_run(args.run)
+    params = parameters_of(cfg)
     tensors["coef"] = shuffled(tensors["coef"], [n for n, _ in params], [d for _, d in params], args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, args.out / AMPLIFIER_FILE)

@@ -4,6 +4,8 @@ Training, analysis, export and the reports all build them here, so that none of 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -36,3 +38,23 @@ def build_model(cfg: RunConfig, data: TaskData, cls: type[Transformer] = Transfo
         with torch.no_grad():
             torch._foreach_mul_(list(model.parameters()), cfg.init_scale)
     return model
+
+
+def coefficient_run(run: Path) -> tuple[dict, dict, RunConfig]:
+    """A run folder's coefficient-form amplifier: (its tensors, its amplifier.json, the run's config); SystemExit
+    with one line when the folder holds another kind. The tools that derive controls from a learnt set start here."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from .amplifier_files import AMPLIFIER_FILE, AMPLIFIER_META
+    from .config import from_json
+    info = json.loads((run / AMPLIFIER_META).read_text())
+    if info.get("form") != "coefficients":
+        raise SystemExit(f"{run} does not hold a coefficient-form amplifier (amp_form {info.get('form')!r})")
+    return load_file(run / AMPLIFIER_FILE), info, from_json((run / "config.json").read_text())
+
+
+def parameters_of(cfg: RunConfig) -> list[tuple[str, int]]:
+    """(name, dimensions) of each trained parameter of the model ``cfg`` builds, in the gradients' order."""
+    return [(n, p.dim()) for n, p in build_model(cfg, task_data(cfg)).named_parameters() if p.requires_grad]
