@@ -1,0 +1,38 @@
+"""experiments/setup_ab.py on made-up runs: medians, ratios, overlap and the exact one-sided p-values by hand."""
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[1] / "experiments" / "setup_ab.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("setup_ab", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(root, name, label, seed, s95, steps=3000):
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"task": "a+b", "p": 97, "method": "neuralgrok", "label": label,
+                                               "seed": seed, "max_steps": steps}))
+    (d / "metrics.jsonl").write_text(json.dumps({"step": 10, "test_acc": 0.1}) + "\n")
+    (d / "summary.json").write_text(json.dumps({"steps_to_95": s95, "steps": steps}))
+    return d
+
+
+def test_a_variant_apart_from_the_reference_and_one_that_overlaps(tmp_path):
+    mod = _module()
+    dirs = [_run(tmp_path, f"ref-s{s}", "ref", s, v) for s, v in enumerate([1000, 1100, 1200])]
+    dirs += [_run(tmp_path, f"fast-s{s}", "fast", s, v) for s, v in enumerate([800, 900, 950])]
+    dirs += [_run(tmp_path, f"mixed-s{s}", "mixed", s, v) for s, v in enumerate([900, 1150, None])]
+    from neuralgrok.aggregate import load_run
+    rows = {r["arm"]: r for r in mod.table([load_run(d) for d in dirs], "ref")}
+    assert rows["fast"]["median"] == "900" and rows["fast"]["× reference"] == "0.82"
+    assert rows["fast"]["apart from the reference"] == "yes" and rows["fast"]["p (faster)"] == "0.05"
+    assert rows["mixed"]["steps to 95% by seed"] == "900 / 1,150 / not by 3,000"  # never reached: ranked slowest
+    # U = 5 of 9 pairs with the reference faster; U is symmetric about 4.5 over the 20 splits: P(U >= 5) = 1/2
+    assert rows["mixed"]["apart from the reference"] == "no" and rows["mixed"]["p (slower)"] == "0.50"
+    assert "× reference" not in rows["ref"]
