@@ -51,8 +51,8 @@ def main() -> None:
     args = ap.parse_args()
     runs = committed_runs()
     if args.out:
-        from neuralgrok.claims_report import write
-        write([r.path for r in runs], args.out)  # by label (the runs' own): the figures per labelled arm
+        from neuralgrok.claims_report import write_runs
+        write_runs(runs, args.out)  # claims.md, claims.json and the figures, by family
     records = per_run(runs)
     methods = by_method(records)
     print(markdown_table(methods, list(methods[0])))

@@ -16,8 +16,10 @@ def _plt():
 
 
 def plot_age_and_accuracy(runs, records: list[dict], path: Path, per_method: int = 3) -> None:
-    """One panel per method: up to ``per_method`` runs' scale-free AGE over its highest value (solid) and test
-    accuracy (dashed), the sustained fall of AGE (solid vertical) and the rise of accuracy (dotted vertical)."""
+    """One panel per method: up to ``per_method`` runs' effective number of gradient entries, exp(scale-free AGE),
+    over its highest value (solid; the quantity whose sustained 10% fall claims.py times), test accuracy (dashed),
+    the sustained fall (solid vertical) and the rise of accuracy (dotted vertical)."""
+    import math
     plt = _plt()
     found = {rec["run"]: rec for rec in records}
     methods = defaultdict(list)
@@ -33,8 +35,8 @@ def plot_age_and_accuracy(runs, records: list[dict], path: Path, per_method: int
         for r in methods[label]:
             rec = found[str(r.path)]
             pts = [(m["step"], m.get("age_scaled"), m.get("test_acc")) for m in r.metrics if m.get("step", 0) > 0]
-            top = max((a for _, a, _ in pts if isinstance(a, (int, float))), default=1.0) or 1.0
-            ax.plot([s for s, a, _ in pts if a is not None], [a / top for _, a, _ in pts if a is not None],
+            top = max((a for _, a, _ in pts if isinstance(a, (int, float))), default=0.0)
+            ax.plot([s for s, a, _ in pts if a is not None], [math.exp(a - top) for _, a, _ in pts if a is not None],
                     color=colours[label], lw=1)
             ax.plot([s for s, _, t in pts if t is not None], [t for _, _, t in pts if t is not None],
                     color=colours[label], lw=1, ls="--")
@@ -42,7 +44,7 @@ def plot_age_and_accuracy(runs, records: list[dict], path: Path, per_method: int
                 if step:
                     ax.axvline(step, color=colours[label], lw=0.8, ls=style, alpha=0.7)
         ax.set(title=_wrap(label, 48), xscale="log", xlabel="step", ylim=(-0.02, 1.05),
-               ylabel="AGE / its max (solid); test acc (dashed)")
+               ylabel="exp(AGE) / its max (solid); test acc (dashed)")
         ax.grid(alpha=0.3, lw=0.4)
     for ax in list(axes.flat)[len(labels):]:
         ax.axis("off")

@@ -91,13 +91,18 @@ def _rho_row(task: str, x: list[float], y: list[float], seed: int) -> dict[str, 
 
 def write(run_dirs: list[Path], out: Path) -> tuple[list[dict], list[dict], list[dict]]:
     """Reads the runs, writes ``claims.json``, ``claims.md`` and the figures into ``out``; returns the tables."""
-    from .claims_figures import plot_age_and_accuracy, plot_leads_and_stability, plot_loss_vs_norm
     runs = []
     for d in run_dirs:
         try:
             runs.append(load_run(d))
         except (OSError, ValueError) as e:
             warnings.warn(f"{d}: not a readable run folder ({e})", stacklevel=2)
+    return write_runs(runs, out)
+
+
+def write_runs(runs, out: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """As :func:`write`, for runs already read (grouped by their ``label``)."""
+    from .claims_figures import plot_age_and_accuracy, plot_leads_and_stability, plot_loss_vs_norm
     out.mkdir(parents=True, exist_ok=True)
     records = per_run(runs)
     methods, rho = by_method(records), predictive(records)
