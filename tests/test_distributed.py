@@ -18,6 +18,9 @@ RUN = [*TINY, "--run-on", "--max-steps", "30", "--eval-every", "10", "--optimize
 METHODS = {"standard": [], "grokfast_ema": ["--method", "grokfast_ema"],
            "orthograd": ["--method", "orthograd", "--loss", "stablemax", "--weight-norm", "20", "--init-scale", "1.5"],
            "neuralgrok": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2"],
+           # after the model's step: the recomputed batch gradient is averaged over the ranks like the step's
+           "neuralgrok_after": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2", "--meta-order",
+                                "after", "--meta-weight-decay", "1e-3"],
            "neuralgrok_features": ["--method", "neuralgrok", "--amp-features", "g,slow,theta,step,tensor",
                                    "--amp-hidden", "8,8", "--meta-every", "2"],
            # meta steps from the first evaluation (step 10): the gate must open on every rank at once

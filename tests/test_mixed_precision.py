@@ -11,6 +11,8 @@ RUN = [*TINY, "--run-on", "--max-steps", "20"]
 METHODS = {"standard": [], "gradnorm": ["--method", "gradnorm"], "grokfast_ma": ["--method", "grokfast_ma"],
            "grokfast_ema": ["--method", "grokfast_ema"], "orthograd": ["--method", "orthograd", "--loss", "stablemax"],
            "neuralgrok": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2"],
+           "neuralgrok_after": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2", "--meta-order",
+                                "after", "--meta-weight-decay", "1e-3"],
            "neuralgrok_k2": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2", "--meta-horizon", "2"],
            "neuralgrok_features": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2",
                                    "--amp-features", "g,slow,theta,step,tensor"]}

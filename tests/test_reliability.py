@@ -21,6 +21,9 @@ METHODS = {"standard": [], "grokfast_ma": ["--method", "grokfast_ma", "--ma-wind
            "orthograd": ["--method", "orthograd", "--weight-norm", "30", "--loss", "stablemax"],
            "mlp": ["--arch", "mlp", "--d-model", "128", "--n-layers", "2", "--mlp-hidden", "32,32", "--loss", "softmax64"],
            "neuralgrok": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "2"],
+           # the public codes' setup: the meta step after the model's, decay on the amplifier's Adam
+           "neuralgrok_after": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "3", "--meta-order",
+                                "after", "--meta-weight-decay", "1e-3", "--layout", "postfix"],
            "neuralgrok_k3": ["--method", "neuralgrok", "--amp-hidden", "8,8", "--meta-every", "3", "--meta-horizon", "3",
                              "--lookahead", "inner"],
            "neuralgrok_features": ["--method", "neuralgrok", "--amp-features", "g,slow,theta,step,tensor",
