@@ -252,29 +252,45 @@ def has_key(grouped: dict[str, list[Group]], key: str) -> bool:
 
 @dataclass
 class SweepPoint:
-    """One weight decay of one method on one task: its group of seeds."""
+    """One value of a swept option (weight decay, say) of one method on one task: its group of seeds."""
 
-    weight_decay: float
+    value: float
     group: Group
 
+    @property
+    def weight_decay(self) -> float:
+        return self.value
 
-def weight_decay_sweeps(grouped: dict[str, list[Group]],
-                        min_points: int = 2) -> dict[str, dict[str, list[SweepPoint]]]:
-    """Per task, per method family ("standard" for "standard wd=0.001"), its swept weight decays in order.
 
-    Only families run at ``min_points`` or more weight decays count as swept.
+def option_sweeps(grouped: dict[str, list[Group]], option: str = "weight_decay",
+                  min_points: int = 2) -> dict[str, dict[str, list[SweepPoint]]]:
+    """Per task, per method family (the grid's ``family``), its values of the swept ``option`` in order.
+
+    Only families run at ``min_points`` or more values count as swept.
     """
     out: dict[str, dict[str, list[SweepPoint]]] = {}
     for t, groups in grouped.items():
         families: dict[str, list[SweepPoint]] = {}
         for g in groups:
             config = g.finished[0].config if g.finished else {}
-            if config.get("swept") == "weight_decay":  # the grid's record of a swept cell (its family, its option)
-                families.setdefault(config["family"], []).append(SweepPoint(float(config["weight_decay"]), g))
-        swept = {f: sorted(ps, key=lambda p: p.weight_decay) for f, ps in families.items() if len(ps) >= min_points}
+            if config.get("swept") == option:  # the grid's record of a swept cell (its family, its option)
+                families.setdefault(config["family"], []).append(SweepPoint(float(config[option]), g))
+        swept = {f: sorted(ps, key=lambda p: p.value) for f, ps in families.items() if len(ps) >= min_points}
         if swept:
             out[t] = swept
     return out
+
+
+def weight_decay_sweeps(grouped: dict[str, list[Group]],
+                        min_points: int = 2) -> dict[str, dict[str, list[SweepPoint]]]:
+    """Per task, per method family ("standard" for "standard wd=0.001"), its swept weight decays in order."""
+    return option_sweeps(grouped, "weight_decay", min_points)
+
+
+def swept_options(grouped: dict[str, list[Group]]) -> list[str]:
+    """The options that the grid swept for these runs, in order of first appearance."""
+    found = [g.finished[0].config.get("swept") for gs in grouped.values() for g in gs if g.finished]
+    return list(dict.fromkeys(o for o in found if o))
 
 
 def best_point(points: list[SweepPoint]) -> SweepPoint:

@@ -227,12 +227,18 @@ def plot_steps_vs_paper(table: dict[str, list[StepsBar]], colours: dict[str, str
 
 def plot_steps_vs_weight_decay(sweeps: dict[str, dict[str, list[SweepPoint]]], path: Path) -> None:
     """Per task, each swept method's steps to 95% against its weight decay (0 at the left of a symlog axis)."""
+    plot_steps_vs_option(sweeps, path, "weight decay", log=True)
+
+
+def plot_steps_vs_option(sweeps: dict[str, dict[str, list[SweepPoint]]], path: Path, name: str,
+                         log: bool = False) -> None:
+    """Per task, each swept method's steps to 95% against the swept option's value (a symlog axis with ``log``)."""
     tasks = list(sweeps)
     families = sorted({(f, ps[0].group.method) for fs in sweeps.values() for f, ps in fs.items()})
     colours = palette(families)
     plt, fig, axes = _task_grid(len(tasks))
     for ax, t in zip(axes.flat, tasks):
-        positive = [p.weight_decay for ps in sweeps[t].values() for p in ps if p.weight_decay > 0]
+        positive = [p.value for ps in sweeps[t].values() for p in ps if p.value > 0]
         top = 1
         for family, points in sweeps[t].items():
             c = colours[family]
@@ -241,16 +247,16 @@ def plot_steps_vs_weight_decay(sweeps: dict[str, dict[str, list[SweepPoint]]], p
                 reached = p.group.reached(95)
                 cap = p.group.fewest_steps_ran() or 0
                 top = max([top, cap, *reached])
-                ax.plot([p.weight_decay] * len(reached), reached, "o", color=c, ms=3, alpha=0.6)
+                ax.plot([p.value] * len(reached), reached, "o", color=c, ms=3, alpha=0.6)
                 if len(reached) == len(p.group.finished):
-                    xs.append(p.weight_decay)
+                    xs.append(p.value)
                     meds.append(statistics.median(reached))
                 else:  # not every seed got there: an open marker at the step cap
-                    ax.plot([p.weight_decay], [cap], marker="v", mfc="none", color=c, ms=7)
+                    ax.plot([p.value], [cap], marker="v", mfc="none", color=c, ms=7)
             ax.plot(xs, meds, "-", color=c, lw=1.6, label=family)
-        ax.set_xscale("symlog", linthresh=min(positive) if positive else 1e-3)
-        ax.set(title=f"{t}: steps to 95% against weight decay", xlabel="weight decay", ylabel="steps",
-               ylim=(0, top * 1.1))
+        if log:
+            ax.set_xscale("symlog", linthresh=min(positive) if positive else 1e-3)
+        ax.set(title=f"{t}: steps to 95% against {name}", xlabel=name, ylabel="steps", ylim=(0, top * 1.1))
         ax.grid(alpha=0.3, which="both", lw=0.4)
         ax.legend(fontsize=8, loc="best", framealpha=0.85)
     fig.text(0.5, 0.005, "line: median over seeds where all reached 95%; dots: seeds; open triangle: some seed did "

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .aggregate import (PAPER_TABLE_1, best_tuned_rows, finite, group_runs, has_key, load_run, markdown_table,
-                        steps_vs_paper, table_row, weight_decay_sweeps)
+                        option_sweeps, steps_vs_paper, swept_options, table_row, weight_decay_sweeps)
 from .figures import (palette, plot_accuracy, plot_amplifier_coefficients, plot_amplifier_shapes,
-                      plot_beside_accuracy, plot_steps_vs_paper, plot_steps_vs_weight_decay)
+                      plot_beside_accuracy, plot_steps_vs_option, plot_steps_vs_paper, plot_steps_vs_weight_decay)
 from .config import RunConfig
 from .runfolder import write_atomic
 
@@ -195,8 +195,24 @@ def _runs(x: _Inputs) -> list[str]:
     return md
 
 
+def _other_sweeps(x: _Inputs) -> list[str]:
+    """Steps to 95% against each swept option other than the weight decay (the training fraction, say)."""
+    md = []
+    for option in swept_options(x.grouped):
+        sweeps = option_sweeps(x.grouped, option)
+        if option == "weight_decay" or not sweeps:
+            continue
+        name = option.replace("_", " ")
+        plot_steps_vs_option(sweeps, x.out / f"steps_vs_{option}.png", name)
+        md += [f"## Steps to 95% against the {name}", "",
+               f"Methods run at several values of `{option}` (grid `sweep`): each seed's steps to 95% (dots) and the "
+               "median where every seed got there (line).", "", f"![steps to 95% against {name}](steps_vs_{option}.png)",
+               ""]
+    return md
+
+
 # The report, top to bottom: each section writes its figures and returns its lines (none when it has nothing to show).
-SECTIONS = (_header, _steps_table, _best_decay, _against_paper, _curves, _amplifier, _runs)
+SECTIONS = (_header, _steps_table, _best_decay, _other_sweeps, _against_paper, _curves, _amplifier, _runs)
 
 
 def amplifier_shapes(grouped) -> dict[str, list[tuple[str, int, list[float], list[float]]]]:
