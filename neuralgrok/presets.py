@@ -2,7 +2,7 @@
 
 A preset maps (task, method) to run options; ``neuralgrok train --paper NAME`` applies them
 beneath the config file and the flags, which override them.  Every value carries its source
-(a file and line of the public code, or the paper), and ``neuralgrok presets`` prints the table.
+(a file and the statement in it of a public code, or the paper), and ``neuralgrok presets`` prints the table.
 
 The two NeuralGrok versions (Blackzxy/NeuralOptGrok) differ, and neither says which produced
 the paper's Table 1: ``neuralgrok-main`` is the `main` branch's ``neural_grok.py`` with the
