@@ -41,8 +41,8 @@ class BaseConfig:
     p: int | None = opt(None, "modulus (default: the task's own: 7 for mod7_five, 120 for the S5 tasks, else 97)",
                         "task")
     operand_range: str = opt("", "operand ranges overriding the defaults, e.g. 'b=0:96,c=1:10' (inclusive)", "task")
-    layout: str = opt("infix", "token layout: infix ('a op b =', as Grokfast's code and NeuralGrok's neuralgrad branch) or postfix (operands, "
-                               "operators, '=')", "task",
+    layout: str = opt("infix", "token layout: infix ('a op b =', as Grokfast's code and NeuralGrok's neuralgrad "
+                               "branch) or postfix (operands, operators, '=', as NeuralGrok's main branch)", "task",
                       choices=LAYOUTS)
     train_frac: float = opt(0.5, "fraction of the table used for training; the rest is the test set", "task")
     inner_outer_ratio: float = opt(49.0, "train split into inner:outer = RATIO:1 (outer = NeuralGrok's held-out slice)",

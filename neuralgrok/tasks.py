@@ -291,7 +291,7 @@ def describe_paper_tasks() -> str:
         "modulo --p; '/' multiplies by the modular inverse (needs a prime p; rows with a",
         "zero divisor are left out). Defaults: operand a takes 0..p-1, the others 1..p-1;",
         "override with --operand-range 'b=0:96,c=1:10'. Token layout: --layout infix",
-        "('a op b =', the default, as the published codes) or postfix (operands, operator tokens, '=').",
+        "('a op b =', the default, as Grokfast's code) or postfix (operands, operator tokens, '=': NeuralGrok's main).",
         "  e.g. neuralgrok train --task 'a*a+b*b' --p 31",
         "",
         "Group tasks (Power et al.): composition in the permutation group S5, over its 120 elements",
