@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .aggregate import PAPER_TABLE_1, task_label
+from .errors import UserError
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def parse_settings(items: list[str]) -> dict[str, object]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"reproduce: --set takes KEY=VALUE, got {item!r}")
+            raise UserError(f"reproduce: --set takes KEY=VALUE, got {item!r}")
         try:
             out[key.replace("-", "_")] = json.loads(raw.lower() if raw.lower() in ("true", "false") else raw)
         except json.JSONDecodeError:
@@ -136,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
-        raise SystemExit(f"reproduce: --seeds takes comma-separated integers, got {args.seeds!r}") from None
+        raise UserError(f"reproduce: --seeds takes comma-separated integers, got {args.seeds!r}") from None
     tasks = args.tasks.split(",") if args.tasks else list(table.tasks)
     unknown = [t for t in tasks if t not in table.tasks]
     if unknown:
-        raise SystemExit(f"reproduce: {args.table} has no task {', '.join(unknown)}; its tasks: {', '.join(table.tasks)}")
+        raise UserError(f"reproduce: {args.table} has no task {', '.join(unknown)}; its tasks: {', '.join(table.tasks)}")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "grid.toml"
     path.write_text(f"# neuralgrok reproduce {args.table}: {table.summary}\n"
