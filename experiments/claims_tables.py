@@ -4,8 +4,9 @@
 
 Runs are grouped by method family (not by label): the published NeuralGrok amplifier, weight decay without a
 gradient method (Adam-L2 or AdamW, decay > 0), gradient normalisation + clip, Grokfast-MA, Grokfast-EMA, ⊥Grad,
-the learnt coefficients; each group's stability after first reaching 95% and the behaviour of scale-free AGE
-(neuralgrok/claims.py), and whether AGE at memorisation predicts the steps to 95% within each task.
+the learnt coefficients, training at a constant weight norm (Omnigrok); each group's stability after first reaching
+95% and the behaviour of scale-free AGE (neuralgrok/claims.py), and whether AGE at memorisation predicts the steps
+to 95% within each task.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def family(cfg: dict) -> str | None:
     if cfg.get("arch", "prenorm") != "reference" or cfg.get("loss", "softmax") != "softmax":
         return None
     method = cfg.get("method")
+    if cfg.get("weight_norm"):  # Omnigrok's constant-norm runs: no decay, the norm held fixed; a family of its own
+        return "constant weight norm"
     if method == "neuralgrok":
         return "NeuralGrok (published amplifier)" if cfg.get("amp_features", "g") == "g" else "learnt coefficients"
     if method == "standard":

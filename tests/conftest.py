@@ -5,3 +5,13 @@
 TINY = ["--task", "a+b", "--p", "23", "--train-frac", "0.7", "--d-model", "64", "--n-layers", "1",
         "--batch-size", "128", "--optimizer", "adamw", "--weight-decay", "1.0", "--lr", "1e-2",
         "--eval-every", "20", "--stop-acc", "0.95", "--stop-patience", "2", "--quiet"]
+
+
+def experiment_script(name: str):
+    """Imports ``experiments/NAME.py`` (a script, not a package module) so that a test can call its functions."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,6 +1,5 @@
 """Controls for the learnt coefficients: one shared (slow, decay) pair frozen from the start (the tuned form), and
 the learnt values permuted across tensors of the same kind (experiments/shuffle_coefficients.py)."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import pytest
 import torch
 
 from baselines import Context
+from conftest import experiment_script
 from neuralgrok.build import build_model, task_data
 from neuralgrok.config import ConfigError, build
 from neuralgrok.methods import build_transform
@@ -43,10 +43,7 @@ def test_bad_starting_coefficients_are_one_line_errors(options, message):
 
 
 def _shuffle_module():
-    spec = importlib.util.spec_from_file_location("shuffle_coefficients", ROOT / "experiments" / "shuffle_coefficients.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script("shuffle_coefficients")
 
 
 def test_shuffle_permutes_values_within_kinds_only():

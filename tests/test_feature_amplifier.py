@@ -277,13 +277,8 @@ def test_non_negative_decay_needs_the_coefficient_forms_weight_term():
 
 
 def _map_script():
-    import importlib.util
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location("map_coefficients",
-                                                  Path(__file__).parents[1] / "experiments" / "map_coefficients.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from conftest import experiment_script
+    return experiment_script("map_coefficients")
 
 
 def test_depth_map_reads_each_block_from_the_source_block_holding_its_centre():

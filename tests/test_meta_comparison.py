@@ -1,19 +1,14 @@
 """experiments/meta_comparison.py on made-up run folders: best baseline per task, step and wall-clock ratios by hand."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).parents[1] / "experiments" / "meta_comparison.py"
+from conftest import experiment_script
 
 
 @pytest.fixture(scope="module")
 def meta_comparison():
-    spec = importlib.util.spec_from_file_location("meta_comparison", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script("meta_comparison")
 
 
 def write_run(root: Path, name: str, steps_to_95: int | None, **config) -> None:

@@ -1,16 +1,11 @@
 """experiments/setup_ab.py on made-up runs: medians, ratios, overlap and the exact one-sided p-values by hand."""
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).parents[1] / "experiments" / "setup_ab.py"
+from conftest import experiment_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("setup_ab", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script("setup_ab")
 
 
 def _run(root, name, label, seed, s95, steps=3000):
