@@ -301,6 +301,7 @@ class Trainer:
         cfg, main = self.cfg, self.acc.is_main_process
         lock = self._lock()
         previous, trackers = {}, None
+        flushing = cfg.flush_denormal and torch.set_flush_denormal(True)  # False where the CPU cannot
         try:
             if main:
                 write_atomic(self.out / "config.json", to_json(cfg) + "\n")
@@ -318,6 +319,8 @@ class Trainer:
                 trackers.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            if flushing:
+                torch.set_flush_denormal(False)  # process-wide: leave the caller as found (off by default)
             if lock is not None:
                 lock.release()
 
