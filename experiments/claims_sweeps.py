@@ -59,20 +59,26 @@ def amp_c(res: Path) -> str:
 
 
 def baseline_50k(res: Path) -> str:
-    """(h): the unfiltered baseline's steps over Grokfast-MA's median (the paper: 39,890 / 790, about 50x)."""
+    """(h): the unfiltered baseline's steps over Grokfast-MA's median (the paper: 39,890 / 790, about 50x); the grid's
+    test: at least 25x holds, 10-25x in part, below 10x not. A run stopped early without 95% gives a lower bound."""
     print("## (h) Grokfast's acceleration over the unfiltered baseline, (a*b) mod 97")
-    base = runs(res / "claims", "mul-baseline-s0")
+    path = res / "claims" / "runs" / "mul-baseline-s0"
     ma = [steps_or_cap(r) for r in runs(res / "grokfast", "mul-grokfast_ma-s*").values()]
-    if not base:
-        print("baseline: not finished")
+    if not (path / "config.json").exists() or not ma:
+        print("baseline or Grokfast-MA runs missing")
         return verdict_line("not decided")
-    run = next(iter(base.values()))
-    s95, med = run.summary["steps_to_95"], statistics.median(ma)
-    print(f"baseline seed 0: {fmt(s95) if s95 else 'not within ' + fmt(run.summary['steps'])}; "
-          f"Grokfast-MA median {fmt(med)} ({' / '.join(fmt(s) for s in ma)})")
-    ratio = steps_or_cap(run) / med
+    run, med = load_run(path), statistics.median(ma)
+    s95 = first_step(run.metrics, "test_acc", 0.95)
+    last = run.metrics[-1]["step"] if run.metrics else 0
+    done = "" if run.finished else " (stopped before its cap)"
+    print(f"baseline seed 0: {'95% at ' + fmt(s95) if s95 else 'no 95% by step ' + fmt(last)}{done}, best test "
+          f"accuracy {max((r.get('test_acc', 0) for r in run.metrics), default=0):.3f}; Grokfast-MA median {fmt(med)} "
+          f"({' / '.join(fmt(s) for s in ma)})")
+    ratio = (s95 or last) / med
     print(f"acceleration: {'at least ' if not s95 else ''}{ratio:.1f}x (the paper: 39,890 / 790 = 50.5x)")
-    return verdict_line(f"{'at least ' if not s95 else ''}{ratio:.1f}x")
+    if s95 or run.finished:
+        return verdict_line("holds" if ratio >= 25 else "holds in part" if ratio >= 10 else "does not hold")
+    return verdict_line("holds" if ratio >= 25 else "not decided")
 
 
 def constant_norm(res: Path) -> str:

@@ -62,5 +62,12 @@ def test_large_init_and_the_50k_baseline(tmp_path):
     for s, v in enumerate((740, 810, 890)):
         _run(tmp_path, "grokfast", f"mul-grokfast_ma-s{s}", v)
     assert mod.baseline_50k(tmp_path) == "not decided"
-    _run(tmp_path, "claims", "mul-baseline-s0", 40500, steps=40500)
-    assert mod.baseline_50k(tmp_path) == "50.0x"
+    _run(tmp_path, "claims", "mul-baseline-s0", None, steps=50000,
+         rows=[{"step": 10, "test_acc": 0.1}, {"step": 12000, "test_acc": 0.5}])
+    summary = tmp_path / "claims" / "runs" / "mul-baseline-s0" / "summary.json"
+    summary.unlink()  # stopped at step 12,000: at least 14.8x, which cannot yet decide the 25x test
+    assert mod.baseline_50k(tmp_path) == "not decided"
+    (summary.parent / "metrics.jsonl").write_text('{"step": 10, "test_acc": 0.1}\n{"step": 21000, "test_acc": 0.5}\n')
+    assert mod.baseline_50k(tmp_path) == "holds"  # no 95% by 21,000: at least 25.9x
+    (summary.parent / "metrics.jsonl").write_text('{"step": 9000, "test_acc": 0.96}\n')
+    assert mod.baseline_50k(tmp_path) == "holds in part"  # 95% at 9,000: 11.1x
