@@ -259,9 +259,10 @@ def plot_steps_vs_option(sweeps: dict[str, dict[str, list[SweepPoint]]], path: P
         ax.set(title=f"{t}: steps to 95% against {name}", xlabel=name, ylabel="steps", ylim=(0, top * 1.1))
         ax.grid(alpha=0.3, which="both", lw=0.4)
         ax.legend(fontsize=8, loc="best", framealpha=0.85)
-    fig.text(0.5, 0.005, "line: median over seeds where all reached 95%; dots: seeds; open triangle: some seed did "
-             "not reach 95% within the steps it ran", ha="center", fontsize=8)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    caption = _wrap("line: median over seeds where all reached 95%; dots: seeds; open triangle: some seed did not "
+                    "reach 95% within the steps it ran", int(14 * fig.get_figwidth()))  # ~14 characters an inch at 8 pt
+    fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=8)
+    fig.tight_layout(rect=(0, 0.03 * (caption.count("\n") + 1), 1, 1))
     _save_figure(fig, path)
     plt.close(fig)
 

@@ -399,6 +399,12 @@ def test_a_sweep_over_another_option_draws_steps_against_it(tmp_path, monkeypatc
     lines = [(list(line.get_xdata()), [float(v) for v in np.asarray(line.get_ydata())])
              for ax in figures["steps_vs_train_frac.png"].axes for line in ax.get_lines() if line.get_linestyle() == "-"]
     assert ([0.3, 0.5], [1000.0, 600.0]) in lines  # 0.7 is left off the line: one seed never reached 95%
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig = figures["steps_vs_train_frac.png"]  # one panel: its caption once ran off both edges
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    for text in fig.texts:
+        extent = text.get_window_extent(renderer)
+        assert fig.bbox.x0 - 1 <= extent.x0 and extent.x1 <= fig.bbox.x1 + 1, text.get_text()
 
 
 def test_amplifier_shape_is_the_softmax_weight_ratio():
