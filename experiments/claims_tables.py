@@ -38,6 +38,8 @@ def family(cfg: dict) -> str | None:
 def committed_runs():
     out = []
     for config in sorted((ROOT / "experiments" / "results").glob("*/runs/*/config.json")):
+        if (config.parent / "reused_from.json").exists():  # a grid's copy of a run counted where it was trained
+            continue
         run = load_run(config.parent)
         if not run.finished or "prenorm" in config.parts:
             continue
