@@ -245,7 +245,9 @@ def plot_steps_vs_option(sweeps: dict[str, dict[str, list[SweepPoint]]], path: P
             xs, meds = [], []
             for p in points:
                 reached = p.group.reached(95)
-                cap = p.group.fewest_steps_ran() or 0
+                missed = [r.summary.get("steps") or r.max_steps or 0 for r in p.group.finished
+                          if r.summary.get("steps_to_95") is None]
+                cap = max(missed, default=0)  # how long the seeds that missed 95% ran
                 top = max([top, cap, *reached])
                 ax.plot([p.value] * len(reached), reached, "o", color=c, ms=3, alpha=0.6)
                 if len(reached) == len(p.group.finished):
