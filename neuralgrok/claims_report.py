@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .aggregate import load_run, markdown_table
 from .claims import age_timing, bootstrap_interval, spearman, stability, steps_or_cap
+from .portable import relative
 from .runfolder import write_atomic, write_json
 
 
@@ -18,7 +19,7 @@ def per_run(runs) -> list[dict]:
         if not r.finished:
             continue
         st, age = stability(r.metrics), age_timing(r.metrics)
-        out.append({"run": str(r.path), "task": r.task_label, "label": r.label, "method": r.method,
+        out.append({"run": relative(r.path), "task": r.task_label, "label": r.label, "method": r.method,
                     "seed": r.config.get("seed"), "steps_to_95": (r.summary or {}).get("steps_to_95"),
                     "steps_or_cap": steps_or_cap(r), "lowest_after_95": st.lowest_after,
                     "largest_drop": st.largest_drop, "loss_spikes": st.loss_spikes, "memorised": age.memorised,

@@ -121,3 +121,11 @@ def test_the_command_tables_what_the_runs_hold(tmp_path, capsys):
         assert (tmp_path / "out" / name).stat().st_size > 500
     assert main(["claims", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o2")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_claims_json_records_run_folders_relative_to_the_current_directory(tmp_path, monkeypatch):
+    """A committed claims.json names runs as a clone can find them, not by the author's absolute checkout path."""
+    run = _run(tmp_path / "results", "ng0", "neuralgrok", 0)
+    monkeypatch.chdir(tmp_path)
+    assert main(["claims", str(run.resolve()), "--out", "out"]) == 0
+    assert [r["run"] for r in json.loads((tmp_path / "out" / "claims.json").read_text())["runs"]] == ["results/ng0"]
