@@ -5,6 +5,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 from .errors import ConfigError
@@ -39,7 +40,7 @@ class FolderLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _describe(os.read(fd, 4096).decode(errors="replace"))
+            holder = _read_holder(fd)
             os.close(fd)
             raise FolderLocked(f"{self.folder} is being written by another process ({holder}); "
                                f"wait for it to end or stop it", holder) from None
@@ -70,6 +71,34 @@ def holder_of(folder: str | Path, name: str = LOCK_NAME) -> str | None:
             return None
     except FolderLocked as e:
         return e.holder
+
+
+def _read_holder(fd: int, patience: float = 1.0) -> str:
+    """The lock holder's record, described. A holder writes it just after taking the lock, so a reader that comes
+    in between finds the file empty, or still naming the previous (dead) holder: it reads again for ``patience``
+    seconds until the record names a live process."""
+    deadline = time.monotonic() + patience
+    while True:
+        holder = _describe(os.pread(fd, 4096, 0).decode(errors="replace"))
+        if _alive(holder) or time.monotonic() > deadline:
+            return holder
+        time.sleep(0.01)
+
+
+def _alive(holder: str) -> bool:
+    """Whether a described holder is a live process (one on another host is taken as live: it cannot be checked)."""
+    if holder == "holder unknown":
+        return False
+    host, pid = holder.removeprefix("host ").rsplit(", pid ", 1)
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 def _describe(holder: str) -> str:

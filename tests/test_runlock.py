@@ -98,3 +98,29 @@ def test_distributed_run_on_a_locked_folder_fails_in_every_process(tmp_path):
     assert "being written by another process" in proc.stderr
     assert "the main process could not lock" in proc.stderr  # the other rank says why it stops
     assert not (tmp_path / "run" / "config.json").exists() and not (tmp_path / "state").exists()
+
+
+def test_a_launch_racing_the_holders_record_still_names_the_holder(tmp_path):
+    """The holder writes its record just after taking the lock; a rival that comes in between (an empty file, or one
+    still naming a dead earlier holder) waits for the record instead of reporting "holder unknown" or a dead pid."""
+    import fcntl
+    import socket
+    import threading
+
+    lock_file = tmp_path / ".lock"
+    lock_file.write_text(json.dumps({"host": socket.gethostname(), "pid": 2 ** 22 + 1}))  # no such process
+    fd = os.open(lock_file, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the holder has the lock, its record not yet written
+
+    def write_record():
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode(), 0)
+    timer = threading.Timer(0.2, write_record)
+    timer.start()
+    try:
+        with pytest.raises(FolderLocked) as caught:
+            FolderLock(tmp_path).acquire()
+    finally:
+        timer.join()
+        os.close(fd)
+    assert caught.value.holder == f"host {socket.gethostname()}, pid {os.getpid()}"
