@@ -155,18 +155,35 @@ def bootstrap_interval(x: list[float], y: list[float], n: int = 2000, level: flo
     return lo, hi
 
 
+def median_ratio_interval(a: list[float], b: list[float], n: int = 2000, level: float = 0.95,
+                          seed: int = 0) -> tuple[float, float]:
+    """A percentile bootstrap interval for median(a) / median(b), resampling each group on its own."""
+    rng, values = random.Random(seed), []
+    for _ in range(n):
+        values.append(statistics.median(rng.choices(a, k=len(a))) / statistics.median(rng.choices(b, k=len(b))))
+    values.sort()
+    return values[int((1 - level) / 2 * n)], values[min(n - 1, int((1 + level) / 2 * n))]
+
+
 def mann_whitney_less(a: list[float], b: list[float]) -> float:
     """One-sided exact p-value that ``a`` tends to be smaller than ``b``: the share of all ways of splitting the
-    pooled values into groups of their sizes whose U (pairs first < second, ties a half) is at least ``a``'s."""
-    import itertools
-    pooled, n = [*a, *b], len(a)
+    pooled values into groups of their sizes whose U (pairs first < second, ties a half) is at least ``a``'s.
 
-    def u(group: tuple[int, ...]) -> float:
-        rest = [j for j in range(len(pooled)) if j not in group]
-        return sum((pooled[i] < pooled[j]) + 0.5 * (pooled[i] == pooled[j]) for i in group for j in rest)
-    observed = u(tuple(range(n)))
-    splits = list(itertools.combinations(range(len(pooled)), n))
-    return sum(u(s) >= observed for s in splits) / len(splits)
+    U of a group is fixed by its sum of mid-ranks R (U = n m + n (n + 1) / 2 - R), so the share is that of the
+    size-n subsets with R at most ``a``'s, counted exactly by a table over (subset size, doubled rank sum):
+    O(N^2 n) steps instead of C(N, n) splits, exact with ties (doubled mid-ranks are integers).
+    """
+    n = len(a)
+    doubled = [round(2 * r) for r in ranks([*a, *b])]
+    observed = sum(doubled[:n])
+    counts = [dict() for _ in range(n + 1)]  # counts[k][s]: subsets of size k with doubled rank sum s
+    counts[0][0] = 1
+    for r in doubled:
+        for k in range(n, 0, -1):
+            for s, c in counts[k - 1].items():
+                counts[k][s + r] = counts[k].get(s + r, 0) + c
+    at_most = sum(c for s, c in counts[n].items() if s <= observed)
+    return at_most / math.comb(len(doubled), n)
 
 
 def steps_or_cap(run) -> float:

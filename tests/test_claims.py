@@ -1,11 +1,13 @@
 """The claim tests on made-up runs whose answers are known: stability, AGE's fall and lead, ranks and intervals."""
+import itertools
 import json
 import math
+import random
 
 import pytest
 
-from neuralgrok.claims import (age_timing, bootstrap_interval, mann_whitney_less, ranks, spearman, stability,
-                               steps_or_cap)
+from neuralgrok.claims import (age_timing, bootstrap_interval, mann_whitney_less, median_ratio_interval, ranks,
+                               spearman, stability, steps_or_cap)
 from neuralgrok.cli import main
 
 
@@ -69,13 +71,48 @@ def test_ranks_spearman_and_mann_whitney_by_hand():
     assert mann_whitney_less([4, 5, 6], [1, 2, 3]) == 1.0
 
 
+def _mann_whitney_by_enumeration(a, b):
+    """A second implementation: U of every split of the pooled values, counted one by one."""
+    pooled, n = [*a, *b], len(a)
+
+    def u(group):
+        rest = [j for j in range(len(pooled)) if j not in group]
+        return sum((pooled[i] < pooled[j]) + 0.5 * (pooled[i] == pooled[j]) for i in group for j in rest)
+    observed = u(tuple(range(n)))
+    splits = list(itertools.combinations(range(len(pooled)), n))
+    return sum(u(s) >= observed for s in splits) / len(splits)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mann_whitney_counts_as_enumerating_every_split_with_ties(seed):
+    rng = random.Random(seed)
+    a = [rng.choice([1, 2, 2, 3, 5, 8]) for _ in range(rng.randint(1, 5))]
+    b = [rng.choice([1, 2, 3, 3, 5, 9]) for _ in range(rng.randint(1, 5))]
+    assert mann_whitney_less(a, b) == pytest.approx(_mann_whitney_by_enumeration(a, b), abs=1e-12)
+
+
+def test_mann_whitney_ten_against_ten_by_formula():
+    # a's ten values below all of b's: only that one split of the C(20, 10) = 184,756 has U this large
+    assert mann_whitney_less(list(range(10)), list(range(10, 20))) == pytest.approx(1 / math.comb(20, 10))
+    # every value tied: every split has the same U, p = 1
+    assert mann_whitney_less([3] * 10, [3] * 10) == 1.0
+
+
+def test_median_ratio_interval_covers_the_ratio_and_is_seeded():
+    a, b = [100, 110, 90, 105, 95], [200, 220, 180, 210, 190]
+    lo, hi = median_ratio_interval(a, b, seed=3)
+    assert lo <= 0.5 <= hi and hi < 0.7 and lo > 0.35
+    assert median_ratio_interval(a, b, seed=3) == (lo, hi)
+    assert median_ratio_interval([5, 5], [10, 10]) == (0.5, 0.5)
+
+
 def test_against_scipy_where_it_is_installed():
     stats = pytest.importorskip("scipy.stats")
     x, y = [0.3, 1.2, 2.2, 0.1, 5.0, 4.4, 3.3], [1, 2, 2, 0, 9, 4, 3]
     assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
-    a, b = [3, 9, 4, 12], [8, 14, 10, 15, 11]
-    assert mann_whitney_less(a, b) == pytest.approx(stats.mannwhitneyu(a, b, alternative="less",
-                                                                      method="exact").pvalue)
+    for a, b in (([3, 9, 4, 12], [8, 14, 10, 15, 11]), ([float(v) for v in range(0, 30, 3)], [v + 7.5 for v in range(10)])):
+        assert mann_whitney_less(a, b) == pytest.approx(stats.mannwhitneyu(a, b, alternative="less",
+                                                                          method="exact").pvalue)
 
 
 def test_bootstrap_interval_covers_a_strong_correlation_and_straddles_none():
