@@ -10,8 +10,10 @@ TINY = ["--task", "a+b", "--p", "23", "--train-frac", "0.7", "--d-model", "64", 
 def experiment_script(name: str):
     """Imports ``experiments/NAME.py`` (a script, not a package module) so that a test can call its functions."""
     import importlib.util
+    import sys
     from pathlib import Path
     spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "experiments" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the script runs
     spec.loader.exec_module(module)
     return module

@@ -1,0 +1,158 @@
+"""Issue 39's comparison: the learnt coefficients against each control and the best tuned baseline, per task.
+
+    python experiments/controls_compare.py experiments/results/controls/arms
+
+Reads the arms' runs (grids/controls/arms.toml, shuffled.toml, unseen.toml; a run's arm is the method part of its
+folder name, ``TASK-ARM-sSEED``) and prints, per task:
+- every arm's steps to 95% by seed (a seed without 95% within its cap marked ``>cap`` and ranked slowest), median,
+  seconds to 95% (median of the runs' own clocks, from their metrics), and the lowest test accuracy after first
+  reaching 95%;
+- the learnt arm against the tuned form, the shuffled pattern (the three permutations pooled) and the best of the
+  other arms by median: the ratio of medians with a 95% percentile-bootstrap interval over seeds (2,000 resamples,
+  seed 0), and the exact one-sided Mann-Whitney p that the learnt arm is faster;
+and then the verdicts the study's README fixes: the learning does work on a task when the learnt arm beats both the
+tuned form and the shuffled pattern at p <= 0.05; the target is met on a task when its ratio to the best other arm
+is <= 0.8 with p <= 0.05.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from neuralgrok.aggregate import first_row_at, load_run, markdown_table
+from neuralgrok.claims import mann_whitney_less, median_ratio_interval, stability, steps_or_cap
+
+LEARNT, TUNED, SHUFFLED = "learnt", "tuned_form", "shuffled"
+ALPHA, TARGET = 0.05, 0.8
+
+
+@dataclass
+class Seed:
+    """One run's outcome: steps to 95% (cap + 0.5 when missed), whether it got there, its clock, its low point."""
+
+    seed: int
+    steps: float
+    reached: bool
+    seconds: float | None
+    lowest_after: float | None
+
+    def shown(self) -> str:
+        return f"{self.steps:,.0f}" if self.reached else f">{self.steps - 0.5:,.0f}"
+
+
+def arm_of(run_dir: Path) -> str:
+    """The run's arm from its folder name ``TASK-ARM-sSEED``; the shuffled permutations share one arm."""
+    arm = run_dir.name.split("-")[1]
+    return SHUFFLED if arm.startswith(SHUFFLED) else arm
+
+
+def outcomes(folder: Path) -> dict[str, dict[str, list[Seed]]]:
+    """task label -> arm -> finished runs' outcomes (sorted by seed)."""
+    out: dict[str, dict[str, list[Seed]]] = defaultdict(lambda: defaultdict(list))
+    for config in sorted(folder.glob("runs/*/config.json")):
+        run = load_run(config.parent)
+        if not run.finished:
+            continue
+        at = first_row_at(run.metrics, 0.95)
+        reached = run.summary.get("steps_to_95") is not None
+        out[run.task_label][arm_of(run.path)].append(
+            Seed(run.config["seed"], steps_or_cap(run), reached, at.get("elapsed_s") if at and reached else None,
+                 stability(run.metrics).lowest_after))
+    for arms in out.values():
+        for seeds in arms.values():
+            seeds.sort(key=lambda s: s.seed)
+    return out
+
+
+def _median(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{statistics.median(known):,.0f}" if known else "–"
+
+
+def arm_rows(task: str, arms: dict[str, list[Seed]]) -> list[dict[str, str]]:
+    """One row per arm: its seeds' steps, medians and the lowest accuracy after 95%."""
+    rows = []
+    for arm, seeds in sorted(arms.items(), key=lambda kv: (kv[0] != LEARNT, kv[0])):
+        lows = [s.lowest_after for s in seeds if s.lowest_after is not None]
+        rows.append({"task": task, "arm": arm, "seeds": f"{seeds[0].seed}-{seeds[-1].seed} ({len(seeds)})",
+                     "steps to 95% by seed": " / ".join(s.shown() for s in seeds),
+                     "median": f"{statistics.median(s.steps for s in seeds):,.0f}",
+                     "at 95%": f"{sum(s.reached for s in seeds)}/{len(seeds)}",
+                     "seconds to 95% (median)": _median([s.seconds for s in seeds]),
+                     "lowest after 95%": f"{min(lows):.2f}" if lows else "–"})
+    return rows
+
+
+@dataclass
+class Comparison:
+    """The learnt arm against one other on the seeds both ran."""
+
+    other: str
+    ratio: float
+    interval: tuple[float, float]
+    p: float
+
+    def row(self, task: str) -> dict[str, str]:
+        lo, hi = self.interval
+        return {"task": task, "learnt against": self.other, "ratio of medians": f"{self.ratio:.2f}",
+                "95% interval": f"{lo:.2f}-{hi:.2f}", "p (learnt faster)": f"{self.p:.3g}"}
+
+
+def compare(arms: dict[str, list[Seed]], other: str) -> Comparison | None:
+    """The learnt arm on the other arm's seeds against the other arm (every run of it; None without both)."""
+    theirs = arms.get(other, [])
+    seeds = {s.seed for s in theirs}
+    mine = [s.steps for s in arms.get(LEARNT, []) if s.seed in seeds]
+    if not mine or not theirs:
+        return None
+    steps = [s.steps for s in theirs]
+    return Comparison(other, statistics.median(mine) / statistics.median(steps),
+                      median_ratio_interval(mine, steps), mann_whitney_less(mine, steps))
+
+
+def best_other(arms: dict[str, list[Seed]]) -> str | None:
+    """The fastest arm by median steps among the tuned form and the baselines (not the shuffled controls)."""
+    others = [a for a in arms if a not in (LEARNT, SHUFFLED)]
+    return min(others, key=lambda a: (statistics.median(s.steps for s in arms[a]), a)) if others else None
+
+
+def verdicts(task: str, arms: dict[str, list[Seed]]) -> tuple[list[Comparison], dict[str, str]]:
+    """The task's comparisons and its two verdicts: 'yes', 'no', or which arm is missing."""
+    best = best_other(arms)
+    names = [n for n in (TUNED, SHUFFLED, best) if n in arms]
+    comps = {n: compare(arms, n) for n in dict.fromkeys(names)}
+    missing = [n for n in (LEARNT, TUNED, SHUFFLED) if n not in arms]
+    controls = [comps.get(TUNED), comps.get(SHUFFLED)]
+    learning = (f"not run ({', '.join(missing)} missing)" if missing else
+                "no shared seeds" if None in controls else
+                "yes" if all(c.p <= ALPHA for c in controls) else "no")
+    top = comps.get(best) if best else None
+    target = "not run" if top is None else "yes" if top.ratio <= TARGET and top.p <= ALPHA else "no"
+    shown = [c for c in comps.values() if c is not None]
+    return shown, {"task": task, "best other arm": best or "–", "learning does work": learning, "target met": target}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", type=Path, help="the arms' grid folder (--out of arms.toml, shuffled.toml, unseen.toml)")
+    args = ap.parse_args(argv)
+    data = outcomes(args.folder)
+    if not data:
+        raise SystemExit(f"controls_compare: no finished runs under {args.folder / 'runs'}")
+    rows, cmp_rows, verdict_rows = [], [], []
+    for task, arms in sorted(data.items()):
+        rows += arm_rows(task, arms)
+        shown, verdict = verdicts(task, arms)
+        cmp_rows += [c.row(task) for c in shown]
+        verdict_rows.append(verdict)
+    print(markdown_table(rows, list(rows[0])))
+    if cmp_rows:
+        print("\n" + markdown_table(cmp_rows, list(cmp_rows[0])))
+    print("\n" + markdown_table(verdict_rows, list(verdict_rows[0])))
+
+
+if __name__ == "__main__":
+    main()

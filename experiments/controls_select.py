@@ -1,0 +1,181 @@
+"""Issue 39's selections, by the rules its grid files fix, and the arms' grid written from them.
+
+    python experiments/controls_select.py experiments/results/controls experiments/results/controls/tuning \
+        [--write experiments/grids/controls/arms.toml]
+    python experiments/controls_select.py experiments/results/controls experiments/results/controls/tuning_unseen \
+        --set unseen [--write experiments/grids/controls/unseen.toml]
+
+Reads the development runs of the tuned form (``grids/controls/dev_tuned_form.toml``) and the baselines' tuning
+runs (``grids/controls/tune_baselines.toml``) and prints, per choice, every candidate with its seeds' steps to 95%
+and the one the rule picks:
+- the tuned form: the (slow, decay) pair with the fewest steps to 95% on its one development run; ties go to the
+  smaller decay, then the smaller slow coefficient; a run without 95% is not eligible;
+- each baseline per task: the (learning rate, decay) setting with the most seeds at 95%, then the fewest median
+  steps over the seeds (a seed without 95% counted at its cap, slowest); ties go to the smaller rate, then the
+  smaller decay.
+It refuses (one line) while a grid's runs are missing or unfinished.  ``--write`` writes the arms' grid: the
+learnt coefficients, the tuned form and each baseline at its chosen setting; seeds 10-19 on the four mod-97 tasks,
+10-14 with AdamW alone on the unseen ones.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from neuralgrok.aggregate import load_run
+from neuralgrok.claims import steps_or_cap
+
+BASELINES = {"adamw": "AdamW", "orthograd": "⊥Grad", "grokfast_ma": "Grokfast-MA"}
+
+
+@dataclass(frozen=True)
+class StudySet:
+    """One half of the study: its tasks (a run's ``task`` to the grid's task name), baselines, seeds, tuning size."""
+
+    tasks: dict[str, str]
+    baselines: tuple[str, ...]
+    seeds: tuple[int, ...]
+    tuning_runs: int
+    grid: str
+
+
+SETS = {
+    "mod97": StudySet({"a+b": "add", "a-b": "sub", "a*b": "mul", "a*a-b": "square_sub"},
+                      ("adamw", "orthograd", "grokfast_ma"), tuple(range(10, 20)), 312, "arms"),
+    "unseen": StudySet({"a/b": "div", "a*a+a*b+b*b": "square_sum", "a*a*a+a*b": "cube_sum",
+                        "s5_compose": "s5_compose", "s5_conjugate": "s5_conjugate"},
+                       ("adamw",), tuple(range(10, 15)), 240, "unseen"),
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One setting and its seeds' steps to 95% (a seed that missed it at its cap + 0.5)."""
+
+    family: str
+    task: str
+    lr: float
+    decay: float
+    steps: tuple[float, ...]
+    reached: int
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.steps)
+
+
+def family(cfg: dict) -> str | None:
+    """A tuning run's baseline: ``adamw``, ``orthograd``, ``grokfast_ma``, or None for other runs."""
+    if cfg.get("method") == "standard" and cfg.get("optimizer") == "adamw":
+        return "adamw"
+    return cfg.get("method") if cfg.get("method") in ("orthograd", "grokfast_ma") else None
+
+
+def finished_runs(folder: Path, expected: int) -> list:
+    """The folder's runs, all finished and at least ``expected`` of them; SystemExit naming the gap otherwise."""
+    runs = [load_run(c.parent) for c in sorted((folder / "runs").glob("*/config.json"))]
+    unfinished = [r.path.name for r in runs if not r.finished]
+    if len(runs) < expected or unfinished:
+        sys.exit(f"controls_select: {folder / 'runs'} has {len(runs) - len(unfinished)} finished runs of {expected}"
+                 + (f" ({len(unfinished)} unfinished, e.g. {unfinished[0]})" if unfinished else "") + "; run its grid first")
+    return runs
+
+
+def tuned_form(runs) -> tuple[float, float, list[tuple[float, float, float]]]:
+    """The (slow, decay) pair the rule picks from the development runs, and every (slow, decay, steps)."""
+    rows = sorted((float(r.config["amp_init_slow"]), float(r.config["amp_init_decay"]), steps_or_cap(r), r)
+                  for r in runs if "amp_init_slow" in r.config)
+    eligible = [(steps, decay, slow) for slow, decay, steps, r in rows if r.summary.get("steps_to_95") is not None]
+    if not eligible:
+        sys.exit("controls_select: no tuned-form development run reached 95%; the rule has nothing to pick")
+    _, decay, slow = min(eligible)
+    return slow, decay, [(s, d, st) for s, d, st, _ in rows]
+
+
+def candidates(runs) -> list[Candidate]:
+    """Every (baseline, task, learning rate, decay) setting with its seeds' steps, in a stable order."""
+    seeds = defaultdict(list)
+    for r in runs:
+        fam = family(r.config)
+        if fam is not None:
+            key = (fam, r.config["task"], float(r.config["lr"]), float(r.config.get("weight_decay", 0.0)))
+            seeds[key].append((r.config["seed"], steps_or_cap(r), r.summary.get("steps_to_95") is not None))
+    return [Candidate(*key, tuple(s for _, s, _ in sorted(v)), sum(ok for _, _, ok in v))
+            for key, v in sorted(seeds.items())]
+
+
+def best(cands: list[Candidate]) -> Candidate:
+    """The rule: the most seeds at 95%, then the fewest median steps, then the smaller rate, then the smaller decay."""
+    return min(cands, key=lambda c: (-c.reached, c.median, c.lr, c.decay))
+
+
+def chosen(cands: list[Candidate]) -> dict[tuple[str, str], Candidate]:
+    """The rule's pick per (baseline, task)."""
+    groups = defaultdict(list)
+    for c in cands:
+        groups[(c.family, c.task)].append(c)
+    return {key: best(group) for key, group in sorted(groups.items())}
+
+
+def arms_grid(study: StudySet, slow: float, decay: float, picks: dict[tuple[str, str], Candidate]) -> str:
+    """The arms' grid as TOML text: every value in it comes from the selections above."""
+    seeds = ", ".join(map(str, study.seeds))
+    methods = ", ".join(f'"{m}"' for m in ("learnt", "tuned_form", *study.baselines))
+    lines = [f"# Issue 39, the arms on fresh seeds {study.seeds[0]}-{study.seeds[-1]} (no earlier study used them), written by",
+             "# experiments/controls_select.py from the development and tuning runs by the rules of their grids' headers.",
+             "# Compared by experiments/controls_compare.py with the test of experiments/results/controls/README.md.",
+             f"#   neuralgrok grid experiments/grids/controls/{study.grid}.toml --out experiments/results/controls/arms"
+             " --jobs 1", "", "[grid]", f"tasks = [{', '.join(f'{n!r}' for n in study.tasks.values())}]".replace("'", '"'),
+             f"methods = [{methods}]", f"seeds = [{seeds}]", "", "[defaults]", 'mixed_precision = "bf16"',
+             "max_steps = 8000", "eval_every = 10", ""]
+    for task, name in study.tasks.items():
+        lines += [f"[tasks.{name}]", f'task = "{task}"'] + ([] if task.startswith("s5_") else ["p = 97"])
+    coefficients = ['method = "neuralgrok"', "weight_decay = 1e-3", 'amp_features = "g,slow,theta"',
+                    'amp_form = "coefficients"', 'amp_theta_ref = "init"', "freeze_amplifier = true"]
+    lines += ["", "[methods.learnt]", 'label = "learnt coefficients (builtin:coefficients-add97) frozen"',
+              *coefficients, 'amplifier = "builtin:coefficients-add97"',
+              "[methods.tuned_form]", f'label = "tuned form slow {slow:g} decay {decay:g} for every tensor frozen"',
+              *coefficients, "amp_decay_nonneg = true", f"amp_init_slow = {slow!r}", f"amp_init_decay = {decay!r}",
+              "[methods.adamw]", 'method = "standard"', 'optimizer = "adamw"', 'label = "AdamW tuned per task"']
+    if "orthograd" in study.baselines:
+        lines += ["[methods.orthograd]", 'label = "orthograd tuned per task"',
+                  "[methods.grokfast_ma]", 'label = "grokfast_ma w=100 lambda=5 tuned per task"', "ma_window = 100",
+                  "ma_lamb = 5.0"]
+    lines.append("")
+    for (fam, task), c in picks.items():
+        lines += [f'[cells."{study.tasks[task]}/{fam}"]  # {c.reached} seeds at 95%, median {c.median:g}',
+                  f"lr = {c.lr!r}", f"weight_decay = {c.decay!r}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dev", type=Path, help="the development grid's folder (dev_tuned_form.toml's --out)")
+    ap.add_argument("tuning", type=Path, help="the tuning grid's folder (tune_baselines.toml's or tune_unseen.toml's)")
+    ap.add_argument("--set", choices=sorted(SETS), default="mod97",
+                    help="mod97: the four developed tasks (arms.toml); unseen: the tasks no decision saw (unseen.toml)")
+    ap.add_argument("--write", type=Path, help="write the arms' grid here")
+    args = ap.parse_args(argv)
+    slow, decay, rows = tuned_form(finished_runs(args.dev, 25))
+    print("| slow | decay | steps to 95% |\n|---|---|---|")
+    print("\n".join(f"| {s:g} | {d:g} | {st:g} |" for s, d, st in rows))
+    print(f"\ntuned form: slow {slow:g}, decay {decay:g}\n")
+    study = SETS[args.set]
+    cands = candidates(finished_runs(args.tuning, study.tuning_runs))
+    picks = chosen(cands)
+    print("| baseline | task | lr | decay | steps by seed | seeds at 95% | picked |\n|---|---|---|---|---|---|---|")
+    for c in cands:
+        mark = "yes" if picks[(c.family, c.task)] == c else ""
+        print(f"| {BASELINES[c.family]} | {c.task} | {c.lr:g} | {c.decay:g} | "
+              f"{' / '.join(f'{s:g}' for s in c.steps)} | {c.reached} | {mark} |")
+    if args.write:
+        args.write.write_text(arms_grid(study, slow, decay, picks))
+        print(f"\nwrote {args.write}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""experiments/controls_compare.py on made-up arms whose answers are known by hand: ratios, exact p-values, the
+lowest accuracy after 95%, runs that missed it, and the verdicts (learning, target, an arm not run)."""
+import json
+import math
+
+import pytest
+
+from conftest import experiment_script
+
+
+def _module():
+    return experiment_script("controls_compare")
+
+
+def _run(root, task, arm, seed, s95, cap=8000, dip=None):
+    d = root / "runs" / f"{task}-{arm}-s{seed}"
+    d.mkdir(parents=True)
+    expr = {"add": "a+b", "mul": "a*b", "div": "a/b"}[task]
+    (d / "config.json").write_text(json.dumps({"task": expr, "p": 97, "seed": seed, "method": "neuralgrok",
+                                               "max_steps": cap}))
+    end = cap if s95 is None else s95 + 100
+    rows = [{"step": s, "test_acc": 0.1 if s95 is None or s < s95 else (dip if dip and s == s95 + 50 else 0.99),
+             "elapsed_s": s / 10} for s in range(10, end + 1, 10)]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "summary.json").write_text(json.dumps({"steps_to_95": s95, "steps": end}))
+
+
+def _arms(root, task, learnt, tuned, shuffled, adamw):
+    for i, seed in enumerate(range(10, 20)):
+        _run(root, task, "learnt", seed, learnt[i])
+        _run(root, task, "tuned_form", seed, tuned[i])
+        _run(root, task, "adamw", seed, adamw[i])
+    for k in (1, 2, 3):
+        for i, seed in enumerate(range(10, 15)):
+            _run(root, task, f"shuffled_{k}", seed, shuffled[i] + 10 * k)
+
+
+def test_a_learnt_arm_faster_than_every_control_passes_both_verdicts(tmp_path):
+    mod = _module()
+    fast, slow = [500 + 10 * i for i in range(10)], [1000 + 10 * i for i in range(10)]
+    _arms(tmp_path, "add", fast, slow, slow[:5], [800 + 10 * i for i in range(10)])
+    arms = mod.outcomes(tmp_path)["(a+b) mod 97"]
+    assert len(arms["shuffled"]) == 15 and [s.seed for s in arms["learnt"]] == list(range(10, 20))
+    shown, verdict = mod.verdicts("(a+b) mod 97", arms)
+    by = {c.other: c for c in shown}
+    assert set(by) == {"tuned_form", "shuffled", "adamw"} and verdict["best other arm"] == "adamw"
+    assert by["adamw"].ratio == pytest.approx(545 / 845)
+    assert by["adamw"].p == pytest.approx(1 / math.comb(20, 10))  # every learnt seed below every AdamW seed
+    assert by["shuffled"].p == pytest.approx(1 / math.comb(20, 5))  # learnt seeds 10-14 against 15 shuffled runs
+    lo, hi = by["adamw"].interval
+    assert lo <= 545 / 845 <= hi < 0.8
+    assert verdict["learning does work"] == "yes" and verdict["target met"] == "yes"
+
+
+def test_a_tuned_form_as_fast_as_the_learnt_set_says_no(tmp_path):
+    mod = _module()
+    same = [500 + 10 * i for i in range(10)]
+    _arms(tmp_path, "mul", same, same, [2000] * 5, [900] * 10)
+    shown, verdict = mod.verdicts("(a*b) mod 97", mod.outcomes(tmp_path)["(a*b) mod 97"])
+    assert verdict["best other arm"] == "tuned_form" and [c.other for c in shown] == ["tuned_form", "shuffled"]
+    assert shown[0].ratio == 1.0 and shown[0].p > 0.05
+    assert verdict["learning does work"] == "no" and verdict["target met"] == "no"
+
+
+def test_missed_runs_dips_and_arms_not_run_are_shown(tmp_path, capsys):
+    mod = _module()
+    for seed in range(10, 15):
+        _run(tmp_path, "div", "learnt", seed, 600, dip=0.4 if seed == 11 else None)
+        _run(tmp_path, "div", "tuned_form", seed, None if seed == 12 else 700)
+        _run(tmp_path, "div", "adamw", seed, 650)
+    mod.main([str(tmp_path)])
+    out = capsys.readouterr().out
+    tuned_row = next(line for line in out.splitlines() if "| tuned_form |" in line)
+    assert ">8,000" in tuned_row and "4/5" in tuned_row
+    learnt_row = next(line for line in out.splitlines() if "| learnt |" in line)
+    assert "| 0.40 |" in learnt_row and "| 60 |" in learnt_row  # lowest after 95%; seconds to 95% (600 steps / 10)
+    assert "not run (shuffled missing)" in out
+
+
+def test_an_empty_folder_is_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="no finished runs under"):
+        _module().main([str(tmp_path)])

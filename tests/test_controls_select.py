@@ -1,0 +1,106 @@
+"""experiments/controls_select.py on made-up runs: each rule's pick and tie-break, the refusal while runs are
+missing, and an arms grid that the grid runner accepts and that carries the picked settings into its cells."""
+import json
+
+import pytest
+
+from conftest import experiment_script
+from neuralgrok.sweep.grid import expand, load, resolve_cells
+
+
+def _module():
+    return experiment_script("controls_select")
+
+
+def _run(root, name, config, s95, steps=6000):
+    d = root / "runs" / name
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"max_steps": steps, **config}))
+    (d / "metrics.jsonl").write_text(json.dumps({"step": 10, "test_acc": 0.1}) + "\n")
+    (d / "summary.json").write_text(json.dumps({"steps_to_95": s95, "steps": steps if s95 is None else s95 + 50}))
+
+
+def _dev(root, steps: dict):
+    for (slow, decay), s95 in steps.items():
+        _run(root, f"add-tf-{slow}-{decay}-s0", {"task": "a+b", "method": "neuralgrok", "seed": 0,
+                                                 "amp_init_slow": slow, "amp_init_decay": decay}, s95)
+
+
+def test_the_tuned_form_pick_fewest_steps_then_smaller_decay_then_smaller_slow(tmp_path):
+    mod = _module()
+    _dev(tmp_path, {(0.0, 0.0): None, (0.1, 0.05): 900, (0.2, 0.02): 900, (0.4, 0.02): 900, (0.8, 0.2): 1200})
+    slow, decay, rows = mod.tuned_form(mod.finished_runs(tmp_path, 5))
+    assert (slow, decay) == (0.2, 0.02) and len(rows) == 5
+    _dev(tmp_path / "none", {(0.0, 0.0): None})
+    with pytest.raises(SystemExit, match="no tuned-form development run reached 95%"):
+        mod.tuned_form(mod.finished_runs(tmp_path / "none", 1))
+
+
+def _tuning(root):
+    adamw = {"method": "standard", "optimizer": "adamw", "task": "a+b"}
+    table = {  # (lr, decay): steps by seed 0, 1
+        (1e-3, 1.0): (None, 800),       # one seed only: loses to any setting with both
+        (1e-3, 2.0): (1500, 1700),      # median 1,600
+        (2e-3, 1.0): (1000, 2200),      # median 1,600 too, a larger rate: loses the tie
+        (3e-3, 1.5): (1400, 1900),      # median 1,650
+    }
+    for (lr, wd), pair in table.items():
+        for seed, s95 in enumerate(pair):
+            _run(root, f"add-adamw-{lr}-{wd}-s{seed}", {**adamw, "lr": lr, "weight_decay": wd, "seed": seed}, s95)
+    for seed in (0, 1):  # another family on another task, picked on its own
+        _run(root, f"mul-ortho-s{seed}", {"method": "orthograd", "task": "a*b", "lr": 2e-3, "weight_decay": 1e-3,
+                                          "seed": seed}, 700 + seed)
+        _run(root, f"mul-other-s{seed}", {"method": "gradnorm", "task": "a*b", "lr": 1e-3, "seed": seed}, 100)
+
+
+def test_each_baseline_pick_most_seeds_then_median_then_smaller_rate(tmp_path):
+    mod = _module()
+    _tuning(tmp_path)
+    cands = mod.candidates(mod.finished_runs(tmp_path, 12))
+    assert {c.family for c in cands} == {"adamw", "orthograd"}  # runs of other methods are not candidates
+    picks = mod.chosen(cands)
+    a = picks[("adamw", "a+b")]
+    assert (a.lr, a.decay, a.steps, a.reached) == (1e-3, 2.0, (1500.0, 1700.0), 2)
+    missed = next(c for c in cands if c.decay == 1.0 and c.lr == 1e-3)
+    assert missed.reached == 1 and missed.steps[0] > 6000  # the missing seed counted at its cap, slowest
+    assert (picks[("orthograd", "a*b")].lr, picks[("orthograd", "a*b")].decay) == (2e-3, 1e-3)
+
+
+def test_missing_or_unfinished_runs_are_refused_in_one_line(tmp_path):
+    mod = _module()
+    _tuning(tmp_path)
+    with pytest.raises(SystemExit, match="has 12 finished runs of 312"):
+        mod.finished_runs(tmp_path, 312)
+    (tmp_path / "runs" / "mul-ortho-s0" / "summary.json").unlink()
+    with pytest.raises(SystemExit, match=r"11 finished runs of 12 \(1 unfinished, e.g. mul-ortho-s0\)"):
+        mod.finished_runs(tmp_path, 12)
+
+
+def test_the_written_arms_grid_runs_the_picked_settings(tmp_path):
+    mod = _module()
+    picks = {("adamw", "a+b"): mod.Candidate("adamw", "a+b", 2e-3, 2.5, (900.0, 1000.0), 2),
+             ("orthograd", "a*b"): mod.Candidate("orthograd", "a*b", 3e-3, 1e-3, (800.0, 700.0), 2)}
+    path = tmp_path / "arms.toml"
+    path.write_text(mod.arms_grid(mod.SETS["mod97"], 0.2, 0.05, picks))
+    cells = {c.name: c for c in expand(load(path))}
+    assert len(cells) == 4 * 5 * 10 and {c.options["seed"] for c in cells.values()} == set(range(10, 20))
+    configs = dict(zip(cells, resolve_cells(list(cells.values()))))  # every cell validates as a run
+    assert (configs["add-adamw-s10"].lr, configs["add-adamw-s10"].weight_decay) == (2e-3, 2.5)
+    assert configs["add-adamw-s10"].optimizer == "adamw"
+    assert (configs["mul-orthograd-s19"].lr, configs["mul-orthograd-s19"].weight_decay) == (3e-3, 1e-3)
+    tuned = configs["sub-tuned_form-s12"]
+    assert (tuned.amp_init_slow, tuned.amp_init_decay, tuned.freeze_amplifier) == (0.2, 0.05, True)
+    assert configs["square_sub-learnt-s15"].amplifier == "builtin:coefficients-add97"
+    assert all(c.mixed_precision == "bf16" for c in configs.values())
+
+
+def test_the_unseen_grid_runs_adamw_beside_the_two_coefficient_arms_on_seeds_10_to_14(tmp_path):
+    mod = _module()
+    picks = {("adamw", t): mod.Candidate("adamw", t, 1e-3, 4.0, (900.0, 1000.0), 2) for t in mod.SETS["unseen"].tasks}
+    path = tmp_path / "unseen.toml"
+    path.write_text(mod.arms_grid(mod.SETS["unseen"], 0.1, 0.02, picks))
+    cells = expand(load(path))
+    configs = {c.name: cfg for c, cfg in zip(cells, resolve_cells(cells))}
+    assert len(configs) == 5 * 3 * 5 and {n.split("-")[1] for n in configs} == {"learnt", "tuned_form", "adamw"}
+    assert configs["s5_conjugate-adamw-s14"].p == 120 and configs["s5_conjugate-adamw-s14"].weight_decay == 4.0
+    assert configs["div-learnt-s10"].task == "a/b" and configs["div-learnt-s10"].p == 97
