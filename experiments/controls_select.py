@@ -30,6 +30,7 @@ from neuralgrok.aggregate import load_run
 from neuralgrok.claims import steps_or_cap
 
 BASELINES = {"adamw": "AdamW", "orthograd": "⊥Grad", "grokfast_ma": "Grokfast-MA"}
+DEV_RUNS = 25  # dev_tuned_form.toml: 5 slow x 5 decay values on one cell
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="mod97: the four developed tasks (arms.toml); unseen: the tasks no decision saw (unseen.toml)")
     ap.add_argument("--write", type=Path, help="write the arms' grid here")
     args = ap.parse_args(argv)
-    slow, decay, rows = tuned_form(finished_runs(args.dev, 25))
+    slow, decay, rows = tuned_form(finished_runs(args.dev, DEV_RUNS))
     print("| slow | decay | steps to 95% |\n|---|---|---|")
     print("\n".join(f"| {s:g} | {d:g} | {st:g} |" for s, d, st in rows))
     print(f"\ntuned form: slow {slow:g}, decay {decay:g}\n")

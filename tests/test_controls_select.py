@@ -1,5 +1,6 @@
 """experiments/controls_select.py on made-up runs: each rule's pick and tie-break, the refusal while runs are
 missing, and an arms grid that the grid runner accepts and that carries the picked settings into its cells."""
+import dataclasses
 import json
 
 import pytest
@@ -104,3 +105,19 @@ def test_the_unseen_grid_runs_adamw_beside_the_two_coefficient_arms_on_seeds_10_
     assert len(configs) == 5 * 3 * 5 and {n.split("-")[1] for n in configs} == {"learnt", "tuned_form", "adamw"}
     assert configs["s5_conjugate-adamw-s14"].p == 120 and configs["s5_conjugate-adamw-s14"].weight_decay == 4.0
     assert configs["div-learnt-s10"].task == "a/b" and configs["div-learnt-s10"].p == 97
+
+
+def test_the_command_prints_every_candidate_and_writes_the_grid(tmp_path, monkeypatch, capsys):
+    mod = _module()
+    _dev(tmp_path / "dev", {(0.1, 0.05): 900, (0.2, 0.02): 800})
+    _tuning(tmp_path / "tuning")
+    monkeypatch.setattr(mod, "DEV_RUNS", 2)
+    monkeypatch.setitem(mod.SETS, "mod97", dataclasses.replace(mod.SETS["mod97"], tuning_runs=12))
+    out = tmp_path / "arms.toml"
+    mod.main([str(tmp_path / "dev"), str(tmp_path / "tuning"), "--write", str(out)])
+    printed = capsys.readouterr().out
+    assert "tuned form: slow 0.2, decay 0.02" in printed
+    assert "| AdamW | a+b | 0.001 | 2 | 1500 / 1700 | 2 | yes |" in printed
+    assert "| AdamW | a+b | 0.002 | 1 | 1000 / 2200 | 2 |  |" in printed
+    text = out.read_text()
+    assert 'amp_init_slow = 0.2' in text and '[cells."add/adamw"]' in text and '[cells."mul/orthograd"]' in text
