@@ -1,6 +1,6 @@
 """The answer-only forward against the whole-sequence one: a training step and a test evaluation, side by side.
 
-    python experiments/bench_forward.py --out experiments/results/bench/forward
+    python -m experiments.bench_forward --out experiments/results/bench/forward
 
 Training reads only the logits at the last position ('='), so the last block need not
 compute the other positions (``Transformer.forward(idx, answer_only=True)``). This times
@@ -11,7 +11,6 @@ the whole test split under ``torch.inference_mode`` in chunks of 4,096, as evalu
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import tempfile
@@ -21,8 +20,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from experiments.bench import report
 from neuralgrok.config import build
-from neuralgrok.trainer import EVAL_CHUNK, Trainer
+from neuralgrok.evaluation import EVAL_CHUNK
+from neuralgrok.trainer import Trainer
 
 TASKS = {"(a+b) mod 97, 2 layers": dict(task="a+b", p=97),
          "a·c+b·d−e mod 7, 4 layers": dict(task="a*c+b*d-e", p=7, n_layers=4)}
@@ -83,12 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, m in r.items():
             lines.append(f"| {label} | {name} | {1e3 * m['step']:.1f} | {1e3 * m['eval']:.1f} | "
                          f"{whole['step'] / m['step']:.2f}× | {whole['eval'] / m['eval']:.2f}× |")
-    print("\n".join(lines))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "bench.json").write_text(json.dumps({"reps": args.reps, "steps": args.steps,
-                                                         "threads": args.threads, "seconds": results}, indent=1) + "\n")
-        (args.out / "bench.md").write_text("\n".join(lines) + "\n")
+    report(lines, {"reps": args.reps, "steps": args.steps, "threads": args.threads, "seconds": results}, args.out)
     return 0
 
 
