@@ -1,6 +1,6 @@
 """A training step after softmax collapse, with and without flushing subnormal floats (--flush-denormal), side by side.
 
-    python experiments/bench_flush_denormal.py RUN_DIR [--out DIR]
+    python -m experiments.bench_flush_denormal RUN_DIR [--out DIR]
 
 Late in a long run without weight decay the logits grow until float32 rounds the wrong classes' probabilities, and
 the gradients that flow back from them, below its smallest normal number (1.2e-38); arithmetic on such subnormal
@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from experiments.bench import report
 from neuralgrok import checkpoint
 from neuralgrok.config import build
 from neuralgrok.trainer import Trainer
@@ -91,12 +92,7 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|---|---|",
              f"| {r['run']} | {r['step']:,} | {100 * r['subnormal_share']:.1f}% | {1e3 * r['off']:.1f} | "
              f"{1e3 * r['on']:.1f} | {r['off'] / r['on']:.2f}× |"]
-    print("\n".join(lines))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "bench.json").write_text(json.dumps({"reps": args.reps, "steps": args.steps,
-                                                         "threads": args.threads, "result": r}, indent=1) + "\n")
-        (args.out / "bench.md").write_text("\n".join(lines) + "\n")
+    report(lines, {"reps": args.reps, "steps": args.steps, "threads": args.threads, "result": r}, args.out)
     return 0
 
 
