@@ -12,7 +12,7 @@ def _module():
     return experiment_script("controls_compare")
 
 
-def _run(root, task, arm, seed, s95, cap=8000, dip=None):
+def _run(root, task, arm, seed, s95, cap=8000, dip=None, clock=0.1):
     d = root / "runs" / f"{task}-{arm}-s{seed}"
     d.mkdir(parents=True)
     expr = {"add": "a+b", "mul": "a*b", "div": "a/b"}[task]
@@ -20,14 +20,14 @@ def _run(root, task, arm, seed, s95, cap=8000, dip=None):
                                                "max_steps": cap}))
     end = cap if s95 is None else s95 + 100
     rows = [{"step": s, "test_acc": 0.1 if s95 is None or s < s95 else (dip if dip and s == s95 + 50 else 0.99),
-             "elapsed_s": s / 10} for s in range(10, end + 1, 10)]
+             "elapsed_s": s * clock} for s in range(10, end + 1, 10)]
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (d / "summary.json").write_text(json.dumps({"steps_to_95": s95, "steps": end}))
 
 
-def _arms(root, task, learnt, tuned, shuffled, adamw):
+def _arms(root, task, learnt, tuned, shuffled, adamw, learnt_clock=0.1):
     for i, seed in enumerate(range(10, 20)):
-        _run(root, task, "learnt", seed, learnt[i])
+        _run(root, task, "learnt", seed, learnt[i], clock=learnt_clock)
         _run(root, task, "tuned_form", seed, tuned[i])
         _run(root, task, "adamw", seed, adamw[i])
     for k in (1, 2, 3):
@@ -49,7 +49,30 @@ def test_a_learnt_arm_faster_than_every_control_passes_both_verdicts(tmp_path):
     assert by["shuffled"].p == pytest.approx(1 / math.comb(20, 5))  # learnt seeds 10-14 against 15 shuffled runs
     lo, hi = by["adamw"].interval
     assert lo <= 545 / 845 <= hi < 0.8
+    assert by["adamw"].seconds_ratio == pytest.approx(545 / 845)  # the same clock a step in every arm
     assert verdict["learning does work"] == "yes" and verdict["target met"] == "yes"
+
+
+def test_fewer_steps_at_a_dearer_step_miss_the_wall_clock_half_of_the_target(tmp_path):
+    mod = _module()
+    fast, slow = [500 + 10 * i for i in range(10)], [1000 + 10 * i for i in range(10)]
+    _arms(tmp_path, "add", fast, slow, slow[:5], [800 + 10 * i for i in range(10)], learnt_clock=0.15)
+    shown, verdict = mod.verdicts("(a+b) mod 97", mod.outcomes(tmp_path)["(a+b) mod 97"])
+    adamw = next(c for c in shown if c.other == "adamw")
+    assert adamw.ratio == pytest.approx(545 / 845) and adamw.p < 0.05
+    assert adamw.seconds_ratio == pytest.approx(545 * 0.15 / (845 * 0.1))  # 0.97: not <= 0.8
+    assert verdict["target met"] == "no" and verdict["learning does work"] == "yes"
+
+
+def test_the_seconds_ratio_bounds_misses_against_the_learnt_arm():
+    mod = _module()
+    learnt = [mod.Seed(10, 500, True, 50.0, 0.99, 55.0), mod.Seed(11, 8000.5, False, None, None, 800.0),
+              mod.Seed(12, 600, True, 60.0, 0.99, 65.0)]
+    other = [mod.Seed(10, 8000.5, False, None, None, 400.0), mod.Seed(11, 900, True, 90.0, 0.99, 95.0),
+             mod.Seed(12, 1000, True, 100.0, 0.99, 105.0)]
+    # learnt: 50, 60 and a miss counted as never -> median 60; other: the miss at its last clock 400, 90, 100 -> 100
+    assert mod.seconds_ratio(learnt, other) == pytest.approx(60 / 100)
+    assert mod.seconds_ratio(learnt, [mod.Seed(10, 8000.5, False, None, None, None)]) is None
 
 
 def test_a_tuned_form_as_fast_as_the_learnt_set_says_no(tmp_path):
