@@ -1,6 +1,7 @@
 """Issue 39's comparison: the learnt coefficients against each control and the best tuned baseline, per task.
 
-    python experiments/controls_compare.py experiments/results/controls/arms
+    python experiments/controls_compare.py experiments/results/controls/arms \
+        [--bench experiments/results/bench/controls/bench.json]
 
 Reads the arms' runs (grids/controls/arms.toml, shuffled.toml, unseen.toml; a run's arm is the method part of its
 folder name, ``TASK-ARM-sSEED``) and prints, per task:
@@ -15,11 +16,14 @@ folder name, ``TASK-ARM-sSEED``) and prints, per task:
 and then the verdicts the study's README fixes: the learning does work on a task when the learnt arm beats both the
 tuned form and the shuffled pattern at p <= 0.05; the target is met on a task when, against the best other arm,
 both the steps ratio (with p <= 0.05) and the seconds ratio are <= 0.8.  The seconds are measured only when the
-arms ran one run pinned per core on an otherwise idle machine; the study's README says which did.
+arms ran one run pinned per core on an otherwise idle machine; the study's README says which did.  With
+``--bench`` (``experiments/bench_methods.py``'s bench.json over the arms' grid cells) each comparison also shows the
+benchmark-priced ratio: the steps ratio times the two arms' measured milliseconds a step.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 from collections import defaultdict
@@ -105,12 +109,20 @@ class Comparison:
     interval: tuple[float, float]
     p: float
     seconds_ratio: float | None = None
+    priced_ratio: float | None = None
 
     def row(self, task: str) -> dict[str, str]:
         lo, hi = self.interval
         return {"task": task, "learnt against": self.other, "ratio of medians": f"{self.ratio:.2f}",
                 "95% interval": f"{lo:.2f}-{hi:.2f}", "p (learnt faster)": f"{self.p:.3g}",
-                "seconds ratio": "–" if self.seconds_ratio is None else f"{self.seconds_ratio:.2f}"}
+                "seconds ratio": "–" if self.seconds_ratio is None else f"{self.seconds_ratio:.2f}",
+                "benchmark-priced ratio": "–" if self.priced_ratio is None else f"{self.priced_ratio:.2f}"}
+
+
+def step_costs(bench: Path) -> dict[str, float]:
+    """Arm name -> ms a step from a bench_methods.py bench.json (its cells ``GRID:ARM[+overrides]``)."""
+    rows = json.loads(bench.read_text())["rows"]
+    return {row["cell"].rsplit(":", 1)[1].split("+")[0]: row["ms_per_step"] for row in rows}
 
 
 def seconds_ratio(mine: list[Seed], theirs: list[Seed]) -> float | None:
@@ -141,11 +153,16 @@ def best_other(arms: dict[str, list[Seed]]) -> str | None:
     return min(others, key=lambda a: (statistics.median(s.steps for s in arms[a]), a)) if others else None
 
 
-def verdicts(task: str, arms: dict[str, list[Seed]]) -> tuple[list[Comparison], dict[str, str]]:
-    """The task's comparisons and its two verdicts: 'yes', 'no', or which arm is missing."""
+def verdicts(task: str, arms: dict[str, list[Seed]], costs: dict[str, float] | None = None
+             ) -> tuple[list[Comparison], dict[str, str]]:
+    """The task's comparisons and its two verdicts: 'yes', 'no', or which arm is missing; ``costs`` (ms a step per
+    arm) adds the benchmark-priced ratios."""
     best = best_other(arms)
     names = [n for n in (TUNED, SHUFFLED, best) if n in arms]
     comps = {n: compare(arms, n) for n in dict.fromkeys(names)}
+    for name, comp in comps.items():
+        if comp is not None and costs and LEARNT in costs and name in costs:
+            comp.priced_ratio = comp.ratio * costs[LEARNT] / costs[name]
     missing = [n for n in (LEARNT, TUNED, SHUFFLED) if n not in arms]
     controls = [comps.get(TUNED), comps.get(SHUFFLED)]
     learning = (f"not run ({', '.join(missing)} missing)" if missing else
@@ -162,14 +179,17 @@ def verdicts(task: str, arms: dict[str, list[Seed]]) -> tuple[list[Comparison], 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, help="the arms' grid folder (--out of arms.toml, shuffled.toml, unseen.toml)")
+    ap.add_argument("--bench", type=Path, help="bench_methods.py's bench.json over the arms' grid cells: adds the "
+                                              "benchmark-priced ratios")
     args = ap.parse_args(argv)
+    costs = step_costs(args.bench) if args.bench else None
     data = outcomes(args.folder)
     if not data:
         raise SystemExit(f"controls_compare: no finished runs under {args.folder / 'runs'}")
     rows, cmp_rows, verdict_rows = [], [], []
     for task, arms in sorted(data.items()):
         rows += arm_rows(task, arms)
-        shown, verdict = verdicts(task, arms)
+        shown, verdict = verdicts(task, arms, costs)
         cmp_rows += [c.row(task) for c in shown]
         verdict_rows.append(verdict)
     print(markdown_table(rows, list(rows[0])))

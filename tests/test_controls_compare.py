@@ -64,6 +64,19 @@ def test_fewer_steps_at_a_dearer_step_miss_the_wall_clock_half_of_the_target(tmp
     assert verdict["target met"] == "no" and verdict["learning does work"] == "yes"
 
 
+def test_the_benchmark_priced_ratio_is_the_steps_ratio_at_the_benchmarked_step_costs(tmp_path, capsys):
+    mod = _module()
+    fast, slow = [500 + 10 * i for i in range(10)], [1000 + 10 * i for i in range(10)]
+    _arms(tmp_path / "arms", "add", fast, slow, slow[:5], [800 + 10 * i for i in range(10)])
+    rows = [{"cell": f"experiments/grids/controls/arms.toml:{arm}", "ms_per_step": ms}
+            for arm, ms in (("learnt", 60.0), ("tuned_form", 60.0), ("adamw", 50.0))]
+    (tmp_path / "bench.json").write_text(json.dumps({"rows": rows}))
+    assert mod.step_costs(tmp_path / "bench.json") == {"learnt": 60.0, "tuned_form": 60.0, "adamw": 50.0}
+    mod.main([str(tmp_path / "arms"), "--bench", str(tmp_path / "bench.json")])
+    adamw_row = next(line for line in capsys.readouterr().out.splitlines() if "| adamw | 0.64 |" in line)
+    assert adamw_row.rstrip(" |").endswith(f"{545 / 845 * 60 / 50:.2f}")  # 0.77
+
+
 def test_the_seconds_ratio_bounds_misses_against_the_learnt_arm():
     mod = _module()
     learnt = [mod.Seed(10, 500, True, 50.0, 0.99, 55.0), mod.Seed(11, 8000.5, False, None, None, 800.0),
