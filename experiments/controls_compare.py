@@ -6,17 +6,18 @@
 Reads the arms' runs (grids/controls/arms.toml, shuffled.toml, unseen.toml; a run's arm is the method part of its
 folder name, ``TASK-ARM-sSEED``) and prints, per task:
 - every arm's steps to 95% by seed (a seed without 95% within its cap marked ``>cap`` and ranked slowest), median,
-  seconds to 95% (median of the runs' own clocks, from their metrics), and the lowest test accuracy after first
-  reaching 95%;
+  wall-clock and CPU seconds to 95% (medians of the runs' own clocks, ``elapsed_s`` and ``cpu_s`` in their
+  metrics), and the lowest test accuracy after first reaching 95%;
 - the learnt arm against the tuned form, the shuffled pattern (the three permutations pooled) and the best of the
   other arms by median: the ratio of medians with a 95% percentile-bootstrap interval over seeds (2,000 resamples,
-  seed 0), the exact one-sided Mann-Whitney p that the learnt arm is faster, and the ratio of median seconds to
-  95% (a learnt run that missed 95% counted as never, another arm's at the clock of its last step: a bound that
-  can only favour the other arm);
+  seed 0), the exact one-sided Mann-Whitney p that the learnt arm is faster, and the ratios of median wall-clock
+  and CPU seconds to 95% (a learnt run that missed 95% counted as never, another arm's at the clock of its last
+  step: a bound that can only favour the other arm);
 and then the verdicts the study's README fixes: the learning does work on a task when the learnt arm beats both the
 tuned form and the shuffled pattern at p <= 0.05; the target is met on a task when, against the best other arm,
-both the steps ratio (with p <= 0.05) and the seconds ratio are <= 0.8.  The seconds are measured only when the
-arms ran one run pinned per core on an otherwise idle machine; the study's README says which did.  With
+both the steps ratio (with p <= 0.05) and the wall-clock ratio are <= 0.8.  Wall-clock seconds are measured only
+when the arms ran one run pinned per core on an otherwise idle machine (the study's README says which did); CPU
+seconds, which other work on the machine does not inflate, are the check beside them.  With
 ``--bench`` (``experiments/bench_methods.py``'s bench.json over the arms' grid cells) each comparison also shows the
 benchmark-priced ratio: the steps ratio times the two arms' measured milliseconds a step.
 """
@@ -27,10 +28,11 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuralgrok.aggregate import first_row_at, load_run, markdown_table
+from neuralgrok.clock import CLOCK_FIELDS
 from neuralgrok.claims import mann_whitney_less, median_ratio_interval, stability, steps_or_cap
 
 LEARNT, TUNED, SHUFFLED = "learnt", "tuned_form", "shuffled"
@@ -39,15 +41,21 @@ ALPHA, TARGET = 0.05, 0.8
 
 @dataclass
 class Seed:
-    """One run's outcome: steps to 95% (cap + 0.5 when missed), whether it got there, its clock at 95% and at its
-    last step, its low point after 95%."""
+    """One run's outcome: steps to 95% (cap + 0.5 when missed), whether it got there, its low point after 95%, and
+    its clocks (``elapsed_s``, ``cpu_s`` where logged) at first reaching 95% and at its last step."""
 
     seed: int
     steps: float
     reached: bool
-    seconds: float | None
     lowest_after: float | None
-    end_seconds: float | None = None
+    at_95: dict[str, float] = field(default_factory=dict)
+    at_end: dict[str, float] = field(default_factory=dict)
+
+    def clock(self, name: str, missed: float | None = None) -> float | None:
+        """Seconds to 95% on clock ``name``; for a miss, ``missed`` if given, else the clock at the last step."""
+        if self.reached:
+            return self.at_95.get(name)
+        return missed if missed is not None else self.at_end.get(name)
 
     def shown(self) -> str:
         return f"{self.steps:,.0f}" if self.reached else f">{self.steps - 0.5:,.0f}"
@@ -66,19 +74,19 @@ def outcomes(folder: Path) -> dict[str, dict[str, list[Seed]]]:
         run = load_run(config.parent)
         if not run.finished:
             continue
-        at = first_row_at(run.metrics, 0.95)
         reached = run.summary.get("steps_to_95") is not None
+        at = first_row_at(run.metrics, 0.95) if reached else None
         out[run.task_label][arm_of(run.path)].append(
-            Seed(run.config["seed"], steps_or_cap(run), reached, at.get("elapsed_s") if at and reached else None,
-                 stability(run.metrics).lowest_after, _last_clock(run.metrics)))
+            Seed(run.config["seed"], steps_or_cap(run), reached, stability(run.metrics).lowest_after,
+                 _clocks(at), _clocks(run.metrics[-1] if run.metrics else None)))
     for arms in out.values():
         for seeds in arms.values():
             seeds.sort(key=lambda s: s.seed)
     return out
 
 
-def _last_clock(metrics: list[dict]) -> float | None:
-    return next((row["elapsed_s"] for row in reversed(metrics) if "elapsed_s" in row), None)
+def _clocks(row: dict | None) -> dict[str, float]:
+    return {k: row[k] for k in CLOCK_FIELDS if k in row} if row else {}
 
 
 def _median(values: list[float | None]) -> str:
@@ -95,7 +103,8 @@ def arm_rows(task: str, arms: dict[str, list[Seed]]) -> list[dict[str, str]]:
                      "steps to 95% by seed": " / ".join(s.shown() for s in seeds),
                      "median": f"{statistics.median(s.steps for s in seeds):,.0f}",
                      "at 95%": f"{sum(s.reached for s in seeds)}/{len(seeds)}",
-                     "seconds to 95% (median)": _median([s.seconds for s in seeds]),
+                     "seconds to 95% (median)": _median([s.clock("elapsed_s") for s in seeds if s.reached]),
+                     "CPU seconds to 95% (median)": _median([s.clock("cpu_s") for s in seeds if s.reached]),
                      "lowest after 95%": f"{min(lows):.2f}" if lows else "–"})
     return rows
 
@@ -109,14 +118,19 @@ class Comparison:
     interval: tuple[float, float]
     p: float
     seconds_ratio: float | None = None
+    cpu_ratio: float | None = None
     priced_ratio: float | None = None
 
     def row(self, task: str) -> dict[str, str]:
         lo, hi = self.interval
         return {"task": task, "learnt against": self.other, "ratio of medians": f"{self.ratio:.2f}",
                 "95% interval": f"{lo:.2f}-{hi:.2f}", "p (learnt faster)": f"{self.p:.3g}",
-                "seconds ratio": "–" if self.seconds_ratio is None else f"{self.seconds_ratio:.2f}",
-                "benchmark-priced ratio": "–" if self.priced_ratio is None else f"{self.priced_ratio:.2f}"}
+                "seconds ratio": _ratio(self.seconds_ratio), "CPU seconds ratio": _ratio(self.cpu_ratio),
+                "benchmark-priced ratio": _ratio(self.priced_ratio)}
+
+
+def _ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def step_costs(bench: Path) -> dict[str, float]:
@@ -125,11 +139,12 @@ def step_costs(bench: Path) -> dict[str, float]:
     return {row["cell"].rsplit(":", 1)[1].split("+")[0]: row["ms_per_step"] for row in rows}
 
 
-def seconds_ratio(mine: list[Seed], theirs: list[Seed]) -> float | None:
-    """Median seconds to 95%, learnt over other: a learnt miss is never (inf), another arm's miss its last clock
-    (a lower bound on its time to 95%), so the ratio can only be too high; None where a run has no clock."""
-    learnt = [s.seconds if s.reached else math.inf for s in mine]
-    other = [s.seconds if s.reached else s.end_seconds for s in theirs]
+def seconds_ratio(mine: list[Seed], theirs: list[Seed], clock: str = "elapsed_s") -> float | None:
+    """Median seconds to 95% on ``clock``, learnt over other: a learnt miss is never (inf), another arm's miss its
+    last clock (a lower bound on its time to 95%), so the ratio can only be too high; None where a run has no
+    such clock."""
+    learnt = [s.clock(clock, missed=math.inf) for s in mine]
+    other = [s.clock(clock) for s in theirs]
     if None in learnt or None in other:
         return None
     return statistics.median(learnt) / statistics.median(other)
@@ -144,7 +159,7 @@ def compare(arms: dict[str, list[Seed]], other: str) -> Comparison | None:
         return None
     a, b = [s.steps for s in mine], [s.steps for s in theirs]
     return Comparison(other, statistics.median(a) / statistics.median(b), median_ratio_interval(a, b),
-                      mann_whitney_less(a, b), seconds_ratio(mine, theirs))
+                      mann_whitney_less(a, b), seconds_ratio(mine, theirs), seconds_ratio(mine, theirs, "cpu_s"))
 
 
 def best_other(arms: dict[str, list[Seed]]) -> str | None:

@@ -16,6 +16,7 @@ from torch.func import functional_call
 from baselines import Context
 
 from . import checkpoint, metrics
+from .clock import RunClock
 from .build import build_model, task_data
 from .config import ConfigError, RunConfig, to_json
 from .data import BatchStream, TaskData
@@ -81,7 +82,7 @@ class Trainer:
         self.good_evals = 0  # consecutive evaluations at or above stop_acc
         self.bad_steps = 0  # consecutive steps skipped for a non-finite loss or gradient
         self.skipped_steps = 0  # all such steps
-        self.elapsed_before = 0.0  # wall-clock seconds of the run before it was resumed
+        self.seconds_before: tuple[float, float | None] = (0.0, 0.0)  # wall-clock, CPU seconds before a resume
         self.eval_seconds = 0.0  # wall-clock seconds spent in evaluations (eval_row), resumed runs included
         self._signal: int | None = None
 
@@ -114,7 +115,7 @@ class Trainer:
                 "counters": {"step": self.step, "good_evals": self.good_evals, "bad_steps": self.bad_steps,
                              "skipped_steps": self.skipped_steps, "eval_seconds": self.eval_seconds}}
 
-    def load_state_dict(self, state: dict, elapsed: float) -> None:
+    def load_state_dict(self, state: dict, elapsed: float, cpu: float | None = None) -> None:
         state = checkpoint.upgrade(state)
         self.acc.unwrap_model(self.model).load_state_dict(state["model"])
         self.inner_opt.load_state_dict(state["inner_opt"])
@@ -128,11 +129,11 @@ class Trainer:
         self.step, self.good_evals, self.bad_steps, self.skipped_steps = (c["step"], c["good_evals"], c["bad_steps"],
                                                                           c["skipped_steps"])
         self.eval_seconds = c.get("eval_seconds", 0.0)  # absent from older checkpoints
-        self.elapsed_before = elapsed
+        self.seconds_before = (elapsed, cpu)  # cpu None: unknown (a checkpoint older than its record)
 
-    def save_checkpoint(self, elapsed: float) -> None:
+    def save_checkpoint(self, clock: RunClock) -> None:
         if self.acc.is_main_process:
-            state = {**self.state_dict(), "elapsed": elapsed}
+            state = {**self.state_dict(), "elapsed": clock.wall(), "cpu": clock.cpu()}
             checkpoint.save(self.out, self.step, state, keep=self.cfg.keep_checkpoints)
         self.acc.wait_for_everyone()
 
@@ -240,7 +241,7 @@ class Trainer:
         """Mean loss, accuracy and the rows they cover over ``rows`` (evaluation.evaluate)."""
         return evaluate(self.model, self.acc, self.data.x, self.data.y, rows, self.cfg.loss, exact_from)
 
-    def eval_row(self, grad_stats: dict, elapsed: float) -> dict:
+    def eval_row(self, grad_stats: dict, clock: RunClock) -> dict:
         """The metrics line at this step; its evaluation time is added to ``eval_seconds``."""
         start = time.perf_counter()
         cfg, splits = self.cfg, self.data.splits
@@ -252,7 +253,7 @@ class Trainer:
         with torch.no_grad():
             weight_norm = torch.sqrt(sum((p.float() ** 2).sum() for p in self.params)).item()
         row = dict(step=self.step, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
-                   train_rows=n_train, test_rows=n_test, weight_norm=weight_norm, elapsed_s=round(elapsed, 3),
+                   train_rows=n_train, test_rows=n_test, weight_norm=weight_norm, **clock.fields(),
                    awe=metrics.awe(self.params), skipped_steps=self.skipped_steps)
         row.update({k: v for k, v in grad_stats.items() if k != "loss"})
         self.eval_seconds += time.perf_counter() - start
@@ -268,7 +269,7 @@ class Trainer:
                 print(f"neuralgrok: no usable checkpoint in {self.out}; starting again from step 0", file=sys.stderr)
             return log.truncate_to(0) if self.acc.is_main_process else []
         step, state = found
-        self.load_state_dict(state, state["elapsed"])
+        self.load_state_dict(state, state["elapsed"], state.get("cpu"))  # "cpu": absent from older checkpoints
         rows = log.truncate_to(step) if self.acc.is_main_process else []
         self.acc.wait_for_everyone()
         if not self.quiet and self.acc.is_main_process:
@@ -327,8 +328,7 @@ class Trainer:
     def _loop(self, rows: list[dict], log: MetricsLog, main: bool, trackers: Trackers | None = None) -> dict:
         cfg = self.cfg
         bar = self._progress_bar()
-        start, stopped = time.perf_counter() - self.elapsed_before, "max_steps"
-        elapsed = lambda: time.perf_counter() - start  # noqa: E731
+        clock, stopped = RunClock(*self.seconds_before), "max_steps"
         done = self._target_reached()  # a resumed run may have met its target already
         snapshots = snapshot_schedule(cfg.snapshot_steps, cfg.max_steps)
         try:
@@ -338,7 +338,7 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                 if due:
-                    row = self.eval_row(stats, elapsed())
+                    row = self.eval_row(stats, clock)
                     rows.append(row)
                     if main:
                         log.append(row)
@@ -352,27 +352,29 @@ class Trainer:
                 if self.step in snapshots and main:
                     save_snapshot(self.out, self.step, self.acc.unwrap_model(self.model))
                 if self._signal is not None:
-                    self.save_checkpoint(elapsed())
+                    self.save_checkpoint(clock)
                     raise Interrupted(self._signal, self.step)
                 if self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint(elapsed())
+                    self.save_checkpoint(clock)
         except NonFiniteError:
-            self._finish(rows, elapsed(), "non_finite")
+            self._finish(rows, clock, "non_finite")
             raise
         finally:
             if bar is not None:
                 bar.close()
         if done:
             stopped = "target"
-        self.save_checkpoint(elapsed())
-        return self._finish(rows, elapsed(), stopped)
+        self.save_checkpoint(clock)
+        return self._finish(rows, clock, stopped)
 
     def _target_reached(self) -> bool:
         return self.good_evals >= self.cfg.stop_patience and not self.cfg.run_on
 
-    def _finish(self, rows: list[dict], elapsed: float, stopped: str) -> dict:
-        summary = summarize(rows, self.step, elapsed, stopped)
-        summary.update(eval_seconds=round(self.eval_seconds, 3), skipped_steps=self.skipped_steps,
+    def _finish(self, rows: list[dict], clock: RunClock, stopped: str) -> dict:
+        summary = summarize(rows, self.step, clock.wall(), stopped)
+        cpu = clock.cpu()
+        summary.update(cpu_seconds=None if cpu is None else round(cpu, 3),
+                       eval_seconds=round(self.eval_seconds, 3), skipped_steps=self.skipped_steps,
                        processes=self.acc.num_processes,
                        threads=torch.get_num_threads(),  # the count changes float rounding, and so does the code
                        code=code_version())

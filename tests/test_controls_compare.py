@@ -20,7 +20,7 @@ def _run(root, task, arm, seed, s95, cap=8000, dip=None, clock=0.1):
                                                "max_steps": cap}))
     end = cap if s95 is None else s95 + 100
     rows = [{"step": s, "test_acc": 0.1 if s95 is None or s < s95 else (dip if dip and s == s95 + 50 else 0.99),
-             "elapsed_s": s * clock} for s in range(10, end + 1, 10)]
+             "elapsed_s": s * clock, "cpu_s": s * clock * 0.9} for s in range(10, end + 1, 10)]
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (d / "summary.json").write_text(json.dumps({"steps_to_95": s95, "steps": end}))
 
@@ -50,6 +50,7 @@ def test_a_learnt_arm_faster_than_every_control_passes_both_verdicts(tmp_path):
     lo, hi = by["adamw"].interval
     assert lo <= 545 / 845 <= hi < 0.8
     assert by["adamw"].seconds_ratio == pytest.approx(545 / 845)  # the same clock a step in every arm
+    assert by["adamw"].cpu_ratio == pytest.approx(545 / 845)
     assert verdict["learning does work"] == "yes" and verdict["target met"] == "yes"
 
 
@@ -79,13 +80,16 @@ def test_the_benchmark_priced_ratio_is_the_steps_ratio_at_the_benchmarked_step_c
 
 def test_the_seconds_ratio_bounds_misses_against_the_learnt_arm():
     mod = _module()
-    learnt = [mod.Seed(10, 500, True, 50.0, 0.99, 55.0), mod.Seed(11, 8000.5, False, None, None, 800.0),
-              mod.Seed(12, 600, True, 60.0, 0.99, 65.0)]
-    other = [mod.Seed(10, 8000.5, False, None, None, 400.0), mod.Seed(11, 900, True, 90.0, 0.99, 95.0),
-             mod.Seed(12, 1000, True, 100.0, 0.99, 105.0)]
+    def seed(n, steps, at_95, at_end):
+        return mod.Seed(n, steps, at_95 is not None, None, {"elapsed_s": at_95} if at_95 else {},
+                        {"elapsed_s": at_end} if at_end else {})
+
+    learnt = [seed(10, 500, 50.0, 55.0), seed(11, 8000.5, None, 800.0), seed(12, 600, 60.0, 65.0)]
+    other = [seed(10, 8000.5, None, 400.0), seed(11, 900, 90.0, 95.0), seed(12, 1000, 100.0, 105.0)]
     # learnt: 50, 60 and a miss counted as never -> median 60; other: the miss at its last clock 400, 90, 100 -> 100
     assert mod.seconds_ratio(learnt, other) == pytest.approx(60 / 100)
-    assert mod.seconds_ratio(learnt, [mod.Seed(10, 8000.5, False, None, None, None)]) is None
+    assert mod.seconds_ratio(learnt, [seed(10, 8000.5, None, None)]) is None
+    assert mod.seconds_ratio(learnt, other, "cpu_s") is None  # runs without the CPU clock
 
 
 def test_a_tuned_form_as_fast_as_the_learnt_set_says_no(tmp_path):
@@ -109,7 +113,7 @@ def test_missed_runs_dips_and_arms_not_run_are_shown(tmp_path, capsys):
     tuned_row = next(line for line in out.splitlines() if "| tuned_form |" in line)
     assert ">8,000" in tuned_row and "4/5" in tuned_row
     learnt_row = next(line for line in out.splitlines() if "| learnt |" in line)
-    assert "| 0.40 |" in learnt_row and "| 60 |" in learnt_row  # lowest after 95%; seconds to 95% (600 steps / 10)
+    assert "| 0.40 |" in learnt_row and "| 60 | 54 |" in learnt_row  # seconds (600 steps / 10), CPU (x 0.9)
     assert "not run (shuffled missing)" in out
 
 

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from neuralgrok.clock import untimed
 from neuralgrok.sweep import cli, grid, reuse
 from neuralgrok.errors import GridError
 
@@ -171,7 +172,7 @@ def _grid(tmp_path, text, out, *extra):
 
 
 def _untimed(run):
-    return [{k: v for k, v in json.loads(r).items() if k != "elapsed_s"} for r in _rows(run)]
+    return [untimed(json.loads(r)) for r in _rows(run)]
 
 
 def test_reuse_copies_the_run_a_cell_would_repeat(tmp_path, capsys):
@@ -193,7 +194,7 @@ def test_reuse_copies_the_run_a_cell_would_repeat(tmp_path, capsys):
     fresh = tmp_path / "fresh" / "runs" / "add-standard-s0"
     assert json.loads((dst / "config.json").read_text()) == json.loads((fresh / "config.json").read_text())
     assert _untimed(dst) == _untimed(fresh)
-    timed = ("wall_seconds", "seconds_per_step", "eval_seconds")
+    timed = ("wall_seconds", "seconds_per_step", "eval_seconds", "cpu_seconds")
     assert ({k: v for k, v in json.loads((dst / "summary.json").read_text()).items() if k not in timed}
             == {k: v for k, v in json.loads((fresh / "summary.json").read_text()).items() if k not in timed})
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from neuralgrok import checkpoint
+from neuralgrok.clock import RunClock, untimed
 from neuralgrok.cli import main, parser, resolve_train_args
 from neuralgrok.trainer import NonFiniteError, Trainer
 
@@ -34,9 +35,8 @@ METHODS = {"standard": [], "grokfast_ma": ["--method", "grokfast_ma", "--ma-wind
 
 
 def metrics(folder):
-    """The metrics lines without the wall-clock field, which no two runs share."""
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]
+    """The metrics lines without the clock fields, which no two runs share."""
+    return [untimed(json.loads(line)) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path):
         if step in poisoned:  # nothing moved on a skipped step
             assert all(torch.equal(a, b) for a, b in zip(before[step], trainer.params))
     assert trainer.skipped_steps == 3 and trainer.bad_steps == 0
-    assert trainer.eval_row({}, 0.0)["skipped_steps"] == 3  # logged in metrics.jsonl
+    assert trainer.eval_row({}, RunClock())["skipped_steps"] == 3  # logged in metrics.jsonl
 
 
 def test_persistent_nan_stops_with_message_and_keeps_checkpoint(tmp_path):

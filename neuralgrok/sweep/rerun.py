@@ -3,7 +3,7 @@
     neuralgrok rerun experiments/results/prenorm/paper/runs/mul-neuralgrok-s0 --threads 1
 
 Each run is trained again into ``--work`` (a temporary folder unless given) with the given thread
-count, then compared with the committed metrics line by line (every field but ``elapsed_s``).
+count, then compared with the committed metrics line by line (every field but the clocks, ``elapsed_s`` and ``cpu_s``).
 Prints one line per run: identical, or the first evaluation that differs and by how much, with
 steps to 95% test accuracy of both. The thread count matters: torch's float sums depend on it, so
 an exact match needs the count the run was made with (``threads`` in newer summaries; the
@@ -21,13 +21,14 @@ import tempfile
 from pathlib import Path
 
 from .grid import thread_env
+from ..clock import untimed
 from ..runfolder import first_step_at, read_metrics
 
 
 def first_difference(committed: list[dict], rerun: list[dict]) -> str | None:
-    """None when the re-run agrees on every field the committed log has (elapsed_s aside), else where they first part."""
+    """None when the re-run agrees on every field the committed log has (clocks aside), else where they first part."""
     for a, b in zip(committed, rerun):
-        fields = sorted(k for k in a if k != "elapsed_s" and a[k] != b.get(k))  # fields added since: no difference
+        fields = sorted(k for k, v in untimed(a).items() if v != b.get(k))  # fields added since: no difference
         if fields:
             key = next((k for k in ("train_loss", "test_acc") if k in fields), fields[0])
             return f"step {a['step']}: {key} {a.get(key)!r} vs {b.get(key)!r} ({len(fields)} fields differ)"
