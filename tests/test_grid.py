@@ -1,7 +1,12 @@
 """The grid runner: option merging, --only, skipping finished runs, continuing killed ones, setting aside stale ones."""
 import dataclasses
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -249,3 +254,30 @@ def test_a_capped_run_without_checkpoints_trains_again_to_the_raised_cap(tmp_pat
     assert json.loads((run.with_name(run.name + ".incomplete") / "summary.json").read_text())["steps"] == 20
     assert _grid(tmp_path, GRID, "fresh") == 0
     assert _untimed(run) == _untimed(tmp_path / "fresh" / "runs" / "add-standard-s0")
+
+
+def test_a_stop_signal_to_the_grid_stops_its_runs_at_a_checkpoint_and_the_same_command_continues(tmp_path):
+    (tmp_path / "g.toml").write_text(GRID.replace("max_steps = 40", "max_steps = 1000").replace("seeds = [0]",
+                                                                                                 "seeds = [0, 1]"))
+    command = [sys.executable, "-m", "neuralgrok", "grid", str(tmp_path / "g.toml"), "--out", str(tmp_path / "out")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    grid_proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    run = tmp_path / "out" / "runs" / "add-standard-s0"
+    deadline = time.time() + 120
+    while not list((run / "checkpoints").glob("step-*.json")):
+        assert grid_proc.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    grid_proc.send_signal(signal.SIGTERM)  # to the grid alone, as `kill PID` sends it
+    out, err = grid_proc.communicate(timeout=120)
+    assert grid_proc.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in err and "add-standard-s0" in out and "stopped at a checkpoint" in out
+    assert "add-standard-s1" in out and "not started" in out and not (tmp_path / "out" / "runs" / "add-standard-s1").exists()
+    # the run stopped with the grid, at a checkpoint: nothing writes to it any more
+    size = (run / "metrics.jsonl").stat().st_size
+    time.sleep(1.0)
+    assert (run / "metrics.jsonl").stat().st_size == size and not (run / "summary.json").exists()
+    step = max(int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("step-*.json"))
+    assert 0 < step < 1000
+    again = subprocess.run(command + ["--only", "seed=0"], capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0 and "continued from its checkpoint" in again.stdout
+    assert json.loads((run / "summary.json").read_text())["steps"] == 1000

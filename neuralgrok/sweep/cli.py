@@ -16,6 +16,7 @@ from ..errors import UserError
 from ..portable import relative_words
 from . import cluster, reuse
 from .grid import described, expand, load, parse_only, resolve_cells, reuse_run, run_cell, thread_env, usable_cores
+from .stop import GridStop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,11 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.executor != "local":
         return 1 if cluster.submit(cells, args.out, args) else 0
     failed = 0
-    with ThreadPoolExecutor(args.jobs) as pool:
-        for future in as_completed([pool.submit(run_cell, c, args.out, threads) for c in cells]):
+    with GridStop() as stop, ThreadPoolExecutor(args.jobs) as pool:
+        def job(cell):
+            if stop.stopping:
+                return cell, "not started (the grid was stopped)", 0.0
+            return run_cell(cell, args.out, threads, on_start=stop.started)
+
+        for future in as_completed([pool.submit(job, c) for c in cells]):
             cell, status, seconds = future.result()
+            if stop.stopping and status.startswith(f"failed (exit {128 + stop.signum},"):
+                status = "stopped at a checkpoint"
             failed += status.startswith("failed")
             print(f"{cell.name:40s} {status} {seconds:8.1f} s", flush=True)
+    if stop.stopping:
+        print(stop.message(), file=sys.stderr)
+        return 128 + stop.signum
     return 1 if failed else 0
 
 
