@@ -5,9 +5,9 @@
     python experiments/controls_select.py experiments/results/controls experiments/results/controls/tuning_unseen \
         --set unseen [--write experiments/grids/controls/unseen.toml]
 
-Reads the development runs of the tuned form (``grids/controls/dev_tuned_form.toml``) and the baselines' tuning
-runs (``grids/controls/tune_baselines.toml``) and prints, per choice, every candidate with its seeds' steps to 95%
-and the one the rule picks:
+Reads the development runs of the tuned form (``grids/controls/dev_tuned_form.toml`` and its extension
+``dev_tuned_form_ext.toml``) and the baselines' tuning runs (``grids/controls/tune_baselines.toml``) and prints, per
+choice, every candidate with its seeds' steps to 95% and the one the rule picks:
 - the tuned form: the (slow, decay) pair with the fewest steps to 95% on its one development run; ties go to the
   smaller decay, then the smaller slow coefficient; a run without 95% is not eligible;
 - each baseline per task: the (learning rate, decay) setting with the most seeds at 95%, then the fewest median
@@ -30,7 +30,7 @@ from neuralgrok.aggregate import load_run
 from neuralgrok.claims import steps_or_cap
 
 BASELINES = {"adamw": "AdamW", "orthograd": "⊥Grad", "grokfast_ma": "Grokfast-MA"}
-DEV_RUNS = 25  # dev_tuned_form.toml: 5 slow x 5 decay values on one cell
+DEV_RUNS = 35  # dev_tuned_form.toml and its extension dev_tuned_form_ext.toml: 5 slow x 7 decay values on one cell
 
 
 @dataclass(frozen=True)
