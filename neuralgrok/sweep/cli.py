@@ -72,12 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         cells = [c for c in cells if c.name not in reused]
     if args.executor != "local":
         return 1 if cluster.submit(cells, args.out, args) else 0
+    return run_local(cells, args.out, args.jobs, threads)
+
+
+def run_local(cells: list, out: Path, jobs: int, threads: int) -> int:
+    """Runs the cells here, ``jobs`` at a time, printing a line per cell; the exit status (GridStop for signals)."""
     failed = 0
-    with GridStop() as stop, ThreadPoolExecutor(args.jobs) as pool:
+    with GridStop() as stop, ThreadPoolExecutor(jobs) as pool:
         def job(cell):
             if stop.stopping:
                 return cell, "not started (the grid was stopped)", 0.0
-            return run_cell(cell, args.out, threads, on_start=stop.started)
+            return run_cell(cell, out, threads, on_start=stop.started)
 
         for future in as_completed([pool.submit(job, c) for c in cells]):
             cell, status, seconds = future.result()
