@@ -16,8 +16,8 @@ from torch.func import functional_call
 from baselines import Context
 
 from . import checkpoint, metrics
-from .clock import RunClock
 from .build import build_model, task_data
+from .clock import RunClock
 from .config import ConfigError, RunConfig, to_json
 from .data import BatchStream, TaskData
 from .distributed import describe, make_accelerator, sum_over_processes
