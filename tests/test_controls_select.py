@@ -89,9 +89,14 @@ def test_the_written_arms_grid_runs_the_picked_settings(tmp_path):
     assert (configs["add-adamw-s10"].lr, configs["add-adamw-s10"].weight_decay) == (2e-3, 2.5)
     assert configs["add-adamw-s10"].optimizer == "adamw"
     assert (configs["mul-orthograd-s19"].lr, configs["mul-orthograd-s19"].weight_decay) == (3e-3, 1e-3)
+    assert configs["mul-orthograd-s19"].method == "orthograd"  # the method from the table's name
+    ma = configs["add-grokfast_ma-s10"]
+    assert (ma.method, ma.ma_window, ma.ma_lamb) == ("grokfast_ma", 100, 5.0)
     tuned = configs["sub-tuned_form-s12"]
     assert (tuned.amp_init_slow, tuned.amp_init_decay, tuned.freeze_amplifier) == (0.2, 0.05, True)
-    assert configs["square_sub-learnt-s15"].amplifier == "builtin:coefficients-add97"
+    learnt = configs["square_sub-learnt-s15"]
+    assert learnt.amplifier == "builtin:coefficients-add97" and learnt.method == tuned.method == "neuralgrok"
+    assert (learnt.clip_grad, learnt.weight_decay) == (tuned.clip_grad, tuned.weight_decay)  # the same rule around
     assert all(c.mixed_precision == "bf16" for c in configs.values())
 
 
