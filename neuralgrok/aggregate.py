@@ -199,12 +199,10 @@ def table_row(g: Group, paper_table: dict | None) -> dict[str, str]:
         row[f"steps to {pct}%"] = cell
         row[f"seeds reached {pct}%"] = f"{len(reached)}/{n}{running}"
     row["step cap"] = "—" if not caps else (str(caps[0]) if len(caps) == 1 else f"{caps[0]}–{caps[-1]}")
-    walls = []
-    for r in fin:
-        hit = first_row_at(r.metrics, 0.95)
-        if hit is not None and finite(hit.get("elapsed_s")):
-            walls.append(hit["elapsed_s"])
-    row["wall s to 95%"] = f"{statistics.median(walls):.1f}" if walls else "—"
+    hits = [hit for r in fin if (hit := first_row_at(r.metrics, 0.95)) is not None]
+    for column, clock in (("wall s to 95%", "elapsed_s"), ("CPU s to 95%", "cpu_s")):
+        seconds = [hit[clock] for hit in hits if finite(hit.get(clock))]
+        row[column] = f"{statistics.median(seconds):.1f}" if seconds else "—"
     sps = [r.summary["seconds_per_step"] for r in fin if finite(r.summary.get("seconds_per_step"))]
     row["s/step"] = f"{statistics.median(sps):.3g}" if sps else "—"
     paper = _paper_value(paper_table, g.task_label, g.task, g.label)

@@ -93,7 +93,7 @@ def test_run_logs_age_per_tensor_on_request(method, tmp_path):
 
 
 def _make_run(root, name, *, method, seed, s95, s99, spp, max_steps, finished=True, label=None,
-              stop=None, log_age=True, truncated=False, acc_at=None):
+              stop=None, log_age=True, truncated=False, acc_at=None, cpu=None):
     """A run folder whose test accuracy first reaches 95% at s95 and 99% at s99 (evaluations every 100 steps)."""
     d = root / name
     d.mkdir()
@@ -114,6 +114,8 @@ def _make_run(root, name, *, method, seed, s95, s99, spp, max_steps, finished=Tr
             test = 0.995
         row = {"step": step, "train_loss": 1.0, "train_acc": min(1.0, 0.05 + step / 300), "test_loss": 2.0,
                "test_acc": test, "weight_norm": 30.0, "elapsed_s": round(step * spp, 3)}
+        if cpu is not None:
+            row["cpu_s"] = round(step * cpu, 3)
         if log_age:
             row.update(age=50.0 + 20 * math.exp(-((step - 300) / 200) ** 2), age_scaled=11.0 - step / 1000,
                        age_raw=1.0, age_raw_scaled=11.0, awe=100.0)
@@ -135,9 +137,11 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     dirs = [
         # standard: 95% at 400/600/500, 99% at 500/800/never; 20 s, 24 s, 30 s to 95%
-        _make_run(root, "std0", method="standard", seed=0, s95=400, s99=500, spp=0.05, max_steps=1000, label=None),
+        # CPU seconds to 95%: 8 and 18 (seed 2 predates the record)
+        _make_run(root, "std0", method="standard", seed=0, s95=400, s99=500, spp=0.05, max_steps=1000, label=None,
+                  cpu=0.02),
         _make_run(root, "std1", method="standard", seed=1, s95=600, s99=800, spp=0.04, max_steps=1000,
-                  truncated=True, label=""),
+                  truncated=True, label="", cpu=0.03),
         _make_run(root, "std2", method="standard", seed=2, s95=500, s99=None, spp=0.06, max_steps=1000),
         # Grokfast-EMA never reaches 95% within its 1500 steps; one seed logs no AGE
         _make_run(root, "ema0", method="grokfast_ema", seed=0, s95=None, s99=None, spp=0.02, max_steps=1500),
@@ -198,13 +202,14 @@ def test_report_table_values(report):
     assert std["seeds reached 99%"] == "2/3"
     assert std["step cap"] == "1000"
     assert std["wall s to 95%"] == "24.0"  # median of 20, 24, 30
+    assert std["CPU s to 95%"] == "13.0"  # median of 8 and 18: the runs that record CPU time
     assert std["s/step"] == "0.05"
     # never reached: a sentence, never a number; the unfinished seed is marked and not counted
     assert ema["steps to 95%"] == "not within 1500 steps"
     assert ema["steps to 99%"] == "not within 1500 steps"
     assert ema["seeds reached 95%"] == "0/3 +1 (running)"
     assert ema["step cap"] == "1500"
-    assert ema["wall s to 95%"] == "—"
+    assert ema["wall s to 95%"] == ema["CPU s to 95%"] == "—"
     assert ema["s/step"] == "0.025"
     assert "not within" in text
 
