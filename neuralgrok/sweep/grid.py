@@ -22,7 +22,8 @@ second grid over the same folder, a job requeued early) is reported and skipped.
 was killed) is continued from its last checkpoint when its ``config.json`` matches the
 cell's options; one holding other settings (the grid file was edited since) is moved
 aside to ``NAME.incomplete`` and the run starts again.  A stop signal to a local grid (SIGTERM, SIGINT,
-SIGUSR2) reaches its running runs, which checkpoint and exit, and no further cell starts (stop.py).  Raising a cell's ``max_steps`` extends the
+SIGUSR2) reaches its running runs, which checkpoint and exit, and no further cell starts (stop.py).
+Raising a cell's ``max_steps`` extends the
 runs that stopped at the old cap: each continues from its newest checkpoint to the new cap
 (exactly the run a fresh start would train, but for an evaluation at the old cap when it was
 not a multiple of ``eval_every``), and one without checkpoints is trained again.  With

@@ -3,7 +3,8 @@
     neuralgrok rerun experiments/results/prenorm/paper/runs/mul-neuralgrok-s0 --threads 1
 
 Each run is trained again into ``--work`` (a temporary folder unless given) with the given thread
-count, then compared with the committed metrics line by line (every field but the clocks, ``elapsed_s`` and ``cpu_s``).
+count, then compared with the committed metrics line by line (every field but the clocks, ``elapsed_s`` and
+``cpu_s``).
 Prints one line per run: identical, or the first evaluation that differs and by how much, with
 steps to 95% test accuracy of both. The thread count matters: torch's float sums depend on it, so
 an exact match needs the count the run was made with (``threads`` in newer summaries; the
@@ -20,9 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .grid import thread_env
 from ..clock import untimed
 from ..runfolder import first_step_at, read_metrics
+from .grid import thread_env
 
 
 def first_difference(committed: list[dict], rerun: list[dict]) -> str | None:
