@@ -43,7 +43,8 @@ def test_a_learnt_arm_faster_than_every_control_passes_both_verdicts(tmp_path):
     assert len(arms["shuffled"]) == 15 and [s.seed for s in arms["learnt"]] == list(range(10, 20))
     shown, verdict = mod.verdicts("(a+b) mod 97", arms)
     by = {c.other: c for c in shown}
-    assert set(by) == {"tuned_form", "shuffled", "adamw"} and verdict["best other arm"] == "adamw"
+    assert set(by) == {"tuned_form", "shuffled", "adamw"}
+    assert verdict["best other arm (steps)"] == verdict["best other arm (seconds)"] == "adamw"
     assert by["adamw"].ratio == pytest.approx(545 / 845)
     assert by["adamw"].p == pytest.approx(1 / math.comb(20, 10))  # every learnt seed below every AdamW seed
     assert by["shuffled"].p == pytest.approx(1 / math.comb(20, 5))  # learnt seeds 10-14 against 15 shuffled runs
@@ -97,7 +98,7 @@ def test_a_tuned_form_as_fast_as_the_learnt_set_says_no(tmp_path):
     same = [500 + 10 * i for i in range(10)]
     _arms(tmp_path, "mul", same, same, [2000] * 5, [900] * 10)
     shown, verdict = mod.verdicts("(a*b) mod 97", mod.outcomes(tmp_path)["(a*b) mod 97"])
-    assert verdict["best other arm"] == "tuned_form" and [c.other for c in shown] == ["tuned_form", "shuffled"]
+    assert verdict["best other arm (steps)"] == "tuned_form" and [c.other for c in shown] == ["tuned_form", "shuffled"]
     assert shown[0].ratio == 1.0 and shown[0].p > 0.05
     assert verdict["learning does work"] == "no" and verdict["target met"] == "no"
 
@@ -120,3 +121,20 @@ def test_missed_runs_dips_and_arms_not_run_are_shown(tmp_path, capsys):
 def test_an_empty_folder_is_one_line(tmp_path):
     with pytest.raises(SystemExit, match="no finished runs under"):
         _module().main([str(tmp_path)])
+
+
+def test_the_wall_clock_half_compares_with_the_arm_quickest_in_seconds_even_when_another_takes_fewer_steps(tmp_path):
+    mod = _module()
+    for i, seed in enumerate(range(10, 20)):
+        _run(tmp_path, "add", "learnt", seed, 500 + 10 * i)  # 0.1 s a step: ~55 s
+        _run(tmp_path, "add", "tuned_form", seed, 700 + 10 * i)  # fewest steps of the others, ~75 s
+        _run(tmp_path, "add", "adamw", seed, 800 + 10 * i, clock=0.04)  # more steps, cheaper ones: ~34 s
+    for k in (1, 2, 3):
+        for seed in range(10, 15):
+            _run(tmp_path, "add", f"shuffled_{k}", seed, 2000)
+    shown, verdict = mod.verdicts("(a+b) mod 97", mod.outcomes(tmp_path)["(a+b) mod 97"])
+    by = {c.other: c for c in shown}
+    assert verdict["best other arm (steps)"] == "tuned_form" and verdict["best other arm (seconds)"] == "adamw"
+    assert by["tuned_form"].ratio == pytest.approx(545 / 745) and by["tuned_form"].seconds_ratio < 0.8
+    assert by["adamw"].seconds_ratio == pytest.approx(545 * 0.1 / (845 * 0.04))  # 1.61
+    assert verdict["target met"] == "no" and verdict["learning does work"] == "yes"
