@@ -31,3 +31,15 @@ def test_a_variant_apart_from_the_reference_and_one_that_overlaps(tmp_path):
     # U = 5 of 9 pairs with the reference faster; U is symmetric about 4.5 over the 20 splits: P(U >= 5) = 1/2
     assert rows["mixed"]["apart from the reference"] == "no" and rows["mixed"]["p (slower)"] == "0.50"
     assert "× reference" not in rows["ref"]
+
+
+def test_a_median_between_a_reached_run_and_a_miss_is_a_lower_bound(tmp_path):
+    mod = _module()
+    dirs = [_run(tmp_path, "ref-s0", "ref", 0, 1000), _run(tmp_path, "ref-s1", "ref", 1, 1200)]
+    dirs += [_run(tmp_path, "half-s0", "half", 0, None, steps=10000), _run(tmp_path, "half-s1", "half", 1, 1630)]
+    dirs += [_run(tmp_path, "none-s0", "none", 0, None, steps=10000), _run(tmp_path, "none-s1", "none", 1, None, 10000)]
+    from neuralgrok.aggregate import load_run
+    rows = {r["arm"]: r for r in mod.table([load_run(d) for d in dirs], "ref")}
+    assert rows["ref"]["median"] == "1,100"
+    assert rows["half"]["median"] == "over 5,815"  # (1,630 + 10,000) / 2: the miss would need more than its cap
+    assert rows["none"]["median"] == "not by 10,000"
