@@ -54,14 +54,14 @@ def _median(steps: list[float]) -> str:
     return _fmt(statistics.median(steps))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", type=Path, help="a results folder (its runs/)")
     ap.add_argument("--reference", default="neuralgrok", help="the reference arm's method label")
     ap.add_argument("--labels", nargs="*", help="only these labels (and the reference)")
     ap.add_argument("--seeds", type=lambda s: {int(x) for x in s.split(",")},
                     help="only these seeds, e.g. 0,1,2: an A/B's own seeds where a label's runs have more")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     runs = [load_run(d) for d in sorted((args.results / "runs").iterdir()) if d.is_dir() and not d.suffix]
     if args.seeds:
         runs = [r for r in runs if r.config.get("seed") in args.seeds]

@@ -43,3 +43,17 @@ def test_a_median_between_a_reached_run_and_a_miss_is_a_lower_bound(tmp_path):
     assert rows["ref"]["median"] == "1,100"
     assert rows["half"]["median"] == "over 5,815"  # (1,630 + 10,000) / 2: the miss would need more than its cap
     assert rows["none"]["median"] == "not by 10,000"
+
+
+def test_seeds_restricts_every_arm_to_the_ab_s_own_seeds(tmp_path, capsys):
+    mod = _module()
+    runs = tmp_path / "runs"
+    for s, v in enumerate([1000, 1100, 1200]):
+        _run(runs, f"ref-s{s}", "ref", s, v)
+    for s, v in enumerate([800, 900, 950, 5000]):  # seed 3 belongs to another grid with the same label
+        _run(runs, f"fast-s{s}", "fast", s, v)
+    mod.main([str(tmp_path), "--reference", "ref", "--seeds", "0,1,2"])
+    fast = next(line for line in capsys.readouterr().out.splitlines() if "| fast |" in line)
+    assert "800 / 900 / 950 |" in fast and "5,000" not in fast and "| 0.05 |" in fast
+    mod.main([str(tmp_path), "--reference", "ref"])
+    assert "800 / 900 / 950 / 5,000" in capsys.readouterr().out
