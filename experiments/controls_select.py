@@ -13,7 +13,11 @@ choice, every candidate with its seeds' steps to 95% and the one the rule picks:
 - each baseline per task: the (learning rate, decay) setting with the most seeds at 95%, then the fewest median
   steps over the seeds (a seed without 95% counted at its cap, slowest); ties go to the smaller rate, then the
   smaller decay.
-It refuses (one line) while a grid's runs are missing or unfinished.  ``--write`` writes the arms' grid: the
+A tuning grid may be run in two passes (``neuralgrok grid ... --max-steps 1500``, then on to its cap): a seed that
+stopped at the lower cap without 95% is counted, for its setting's best case, as reaching 95% on the next step.  A
+setting whose best case still loses to a setting whose seeds all ran to the grid's cap cannot be the pick: it is
+listed as pruned.  Any other such setting must be taken on to the cap first; ``--extensions`` prints the commands.
+It refuses (one line) while a grid's runs are missing or unfinished, or while a pick waits on an extension.  ``--write`` writes the arms' grid: the
 learnt coefficients, the tuned form and each baseline at its chosen setting; seeds 10-19 on the four mod-97 tasks,
 10-14 with AdamW alone on the unseen ones.
 """
@@ -28,6 +32,9 @@ from pathlib import Path
 
 from neuralgrok.aggregate import load_run
 from neuralgrok.claims import steps_or_cap
+from neuralgrok.sweep.grid import load
+
+GRIDS = Path(__file__).parent / "grids" / "controls"
 
 BASELINES = {"adamw": "AdamW", "orthograd": "⊥Grad", "grokfast_ma": "Grokfast-MA"}
 DEV_RUNS = 35  # dev_tuned_form.toml and its extension dev_tuned_form_ext.toml: 5 slow x 7 decay values on one cell
@@ -42,20 +49,29 @@ class StudySet:
     seeds: tuple[int, ...]
     tuning_runs: int
     grid: str
+    tuning_grid: str
+
+    @property
+    def tuning_cap(self) -> int:
+        """The tuning grid's step cap (a run given a lower one is a first pass that may need extending)."""
+        return int(load(GRIDS / f"{self.tuning_grid}.toml")["defaults"]["max_steps"])
 
 
 SETS = {
     "mod97": StudySet({"a+b": "add", "a-b": "sub", "a*b": "mul", "a*a-b": "square_sub"},
-                      ("adamw", "orthograd", "grokfast_ma"), tuple(range(10, 20)), 312, "arms"),
+                      ("adamw", "orthograd", "grokfast_ma"), tuple(range(10, 20)), 312, "arms", "tune_baselines"),
     "unseen": StudySet({"a/b": "div", "a*a+a*b+b*b": "square_sum", "a*a*a+a*b": "cube_sum",
                         "s5_compose": "s5_compose", "s5_conjugate": "s5_conjugate"},
-                       ("adamw",), tuple(range(10, 15)), 240, "unseen"),
+                       ("adamw",), tuple(range(10, 15)), 240, "unseen", "tune_unseen"),
 }
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One setting and its seeds' steps to 95% (a seed that missed it at its cap + 0.5)."""
+    """One setting and its seeds' steps to 95% (a seed that missed it at its cap + 0.5).
+
+    ``early`` names the seeds' runs that stopped without 95% at a cap below the tuning grid's (a first pass).
+    """
 
     family: str
     task: str
@@ -63,10 +79,23 @@ class Candidate:
     decay: float
     steps: tuple[float, ...]
     reached: int
+    early: tuple[str | None, ...] = ()
 
     @property
     def median(self) -> float:
         return statistics.median(self.steps)
+
+    @property
+    def key(self) -> tuple:
+        """The rule's order: the most seeds at 95%, the fewest median steps, the smaller rate, the smaller decay."""
+        return -self.reached, self.median, self.lr, self.decay
+
+    @property
+    def best_case(self) -> tuple:
+        """The key if every early-stopped seed reached 95% on the step after its stop (no later run can do better)."""
+        early = [name is not None for name in self.early] or [False] * len(self.steps)
+        steps = [s + 0.5 if e else s for s, e in zip(self.steps, early)]  # a miss is its stop + 0.5
+        return -(self.reached + sum(early)), statistics.median(steps), self.lr, self.decay
 
 
 def family(cfg: dict) -> str | None:
@@ -97,29 +126,69 @@ def tuned_form(runs) -> tuple[float, float, list[tuple[float, float, float]]]:
     return slow, decay, [(s, d, st) for s, d, st, _ in rows]
 
 
-def candidates(runs) -> list[Candidate]:
-    """Every (baseline, task, learning rate, decay) setting with its seeds' steps, in a stable order."""
+def candidates(runs, cap: float = float("inf")) -> list[Candidate]:
+    """Every (baseline, task, learning rate, decay) setting with its seeds' steps, in a stable order.
+
+    A run without 95% that was given a cap below ``cap`` (the tuning grid's) is marked early (by its name).
+    """
     seeds = defaultdict(list)
     for r in runs:
         fam = family(r.config)
         if fam is not None:
             key = (fam, r.config["task"], float(r.config["lr"]), float(r.config.get("weight_decay", 0.0)))
-            seeds[key].append((r.config["seed"], steps_or_cap(r), r.summary.get("steps_to_95") is not None))
-    return [Candidate(*key, tuple(s for _, s, _ in sorted(v)), sum(ok for _, _, ok in v))
-            for key, v in sorted(seeds.items())]
+            reached = r.summary.get("steps_to_95") is not None
+            early = r.path.name if not reached and float(r.config.get("max_steps", cap)) < cap else None
+            seeds[key].append((r.config["seed"], steps_or_cap(r), reached, early))
+    return [Candidate(*key, tuple(s for _, s, _, _ in sorted(v)), sum(ok for _, _, ok, _ in v),
+                      tuple(e for *_, e in sorted(v))) for key, v in sorted(seeds.items())]
 
 
 def best(cands: list[Candidate]) -> Candidate:
     """The rule: the most seeds at 95%, then the fewest median steps, then the smaller rate, then the smaller decay."""
-    return min(cands, key=lambda c: (-c.reached, c.median, c.lr, c.decay))
+    return min(cands, key=lambda c: c.key)
 
 
-def chosen(cands: list[Candidate]) -> dict[tuple[str, str], Candidate]:
-    """The rule's pick per (baseline, task)."""
+def settle(cands: list[Candidate]) -> tuple[dict[tuple[str, str], Candidate], set[Candidate], list[Candidate]]:
+    """Per (baseline, task): the rule's pick, the settings pruned, and those that wait on an extension.
+
+    Only settings whose seeds all ran to the grid's cap are known; a setting with early-stopped seeds is pruned
+    when even its best case is behind the best known setting, and otherwise waits (then its group has no pick).
+    """
     groups = defaultdict(list)
     for c in cands:
         groups[(c.family, c.task)].append(c)
-    return {key: best(group) for key, group in sorted(groups.items())}
+    picks, pruned, waiting = {}, set(), []
+    for key, group in sorted(groups.items()):
+        known = [c for c in group if not any(c.early)]
+        leader = best(known) if known else None
+        behind = {c for c in group if any(c.early) and leader is not None and c.best_case > leader.key}
+        pruned |= behind
+        open_ = [c for c in group if any(c.early) and c not in behind]
+        waiting += open_
+        if not open_:
+            picks[key] = leader
+    return picks, pruned, waiting
+
+
+def chosen(cands: list[Candidate]) -> dict[tuple[str, str], Candidate]:
+    """The rule's pick per (baseline, task); SystemExit (one line) while a pick waits on an extension."""
+    picks, _, waiting = settle(cands)
+    if waiting:
+        sys.exit(f"controls_select: {len(waiting)} settings stopped early could still be picked (e.g. "
+                 f"{next(e for e in waiting[0].early if e)}); take them on to the cap: add --extensions for the commands")
+    return picks
+
+
+def extension_commands(waiting: list[Candidate], grid: str, folder: Path) -> list[str]:
+    """One ``neuralgrok grid --only`` command per waiting setting, taking its early-stopped seeds on to the cap."""
+    commands = []
+    for c in waiting:
+        names = [e for e in c.early if e]
+        task, method = names[0].split("-")[:2]  # a cell is TASK-METHOD-wdVALUE-sSEED
+        seeds = ",".join(n.rsplit("-s", 1)[1] for n in names)
+        commands.append(f"neuralgrok grid experiments/grids/controls/{grid}.toml --out {folder} --jobs 1 "
+                        f"--only task={task} method={method} wd={c.decay:g} seed={seeds}")
+    return commands
 
 
 def arms_grid(study: StudySet, slow: float, decay: float, picks: dict[tuple[str, str], Candidate]) -> str:
@@ -160,19 +229,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", choices=sorted(SETS), default="mod97",
                     help="mod97: the four developed tasks (arms.toml); unseen: the tasks no decision saw (unseen.toml)")
     ap.add_argument("--write", type=Path, help="write the arms' grid here")
+    ap.add_argument("--extensions", action="store_true",
+                    help="print the commands that take the early-stopped runs that could still be picked to the cap")
     args = ap.parse_args(argv)
+    study = SETS[args.set]
+    cands = candidates(finished_runs(args.tuning, study.tuning_runs), study.tuning_cap)
+    picks, pruned, waiting = settle(cands)
+    if args.extensions:  # the commands alone, one a line (| bash runs them)
+        print("\n".join(extension_commands(waiting, study.tuning_grid, args.tuning)))
+        return
     slow, decay, rows = tuned_form(finished_runs(args.dev, DEV_RUNS))
     print("| slow | decay | steps to 95% |\n|---|---|---|")
     print("\n".join(f"| {s:g} | {d:g} | {st:g} |" for s, d, st in rows))
     print(f"\ntuned form: slow {slow:g}, decay {decay:g}\n")
-    study = SETS[args.set]
-    cands = candidates(finished_runs(args.tuning, study.tuning_runs))
-    picks = chosen(cands)
     print("| baseline | task | lr | decay | steps by seed | seeds at 95% | picked |\n|---|---|---|---|---|---|---|")
     for c in cands:
-        mark = "yes" if picks[(c.family, c.task)] == c else ""
-        print(f"| {BASELINES[c.family]} | {c.task} | {c.lr:g} | {c.decay:g} | "
-              f"{' / '.join(f'{s:g}' for s in c.steps)} | {c.reached} | {mark} |")
+        mark = ("yes" if picks.get((c.family, c.task)) == c else "pruned: cannot be picked" if c in pruned
+                else "waits on an extension" if c in waiting else "")
+        steps = " / ".join(f"> {s - 0.5:g}" if e else f"{s:g}" for s, e in zip(c.steps, c.early))
+        print(f"| {BASELINES[c.family]} | {c.task} | {c.lr:g} | {c.decay:g} | {steps} | {c.reached} | {mark} |")
+    picks = chosen(cands)
     if args.write:
         args.write.write_text(arms_grid(study, slow, decay, picks))
         print(f"\nwrote {args.write}")

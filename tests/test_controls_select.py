@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import experiment_script
-from neuralgrok.sweep.grid import expand, load, resolve_cells
+from neuralgrok.sweep.grid import expand, load, parse_only, resolve_cells
 
 
 def _module():
@@ -65,6 +65,51 @@ def test_each_baseline_pick_most_seeds_then_median_then_smaller_rate(tmp_path):
     missed = next(c for c in cands if c.decay == 1.0 and c.lr == 1e-3)
     assert missed.reached == 1 and missed.steps[0] > 6000  # the missing seed counted at its cap, slowest
     assert (picks[("orthograd", "a*b")].lr, picks[("orthograd", "a*b")].decay) == (2e-3, 1e-3)
+
+
+def test_a_first_pass_prunes_the_settings_that_cannot_win_and_extends_the_rest(tmp_path, monkeypatch, capsys):
+    """Runs stopped at a first pass's cap (1,500 of 6,000) against the leader of _tuning (both seeds, median 1,600)."""
+    mod = _module()
+    _tuning(tmp_path)
+    adamw = {"method": "standard", "optimizer": "adamw", "task": "a+b"}
+
+    def early(name, lr, wd, seed, s95, steps):
+        _run(tmp_path, name, {**adamw, "lr": lr, "weight_decay": wd, "seed": seed}, s95, steps)
+
+    early("add-adamw_lr3-wd4-s0", 3e-3, 4.0, 0, 1000, 6000)  # best case: (1000 + 1501) / 2 < 1600, may win
+    early("add-adamw_lr3-wd4-s1", 3e-3, 4.0, 1, None, 1500)
+    early("add-adamw_lr3-wd5-s0", 3e-3, 5.0, 0, None, 6000)  # a true miss: at most one seed, behind
+    early("add-adamw_lr3-wd5-s1", 3e-3, 5.0, 1, None, 1500)
+    early("add-adamw_lr3-wd6-s0", 3e-3, 6.0, 0, 3000, 6000)  # best case (3000 + 2501) / 2 > 1600
+    early("add-adamw_lr3-wd6-s1", 3e-3, 6.0, 1, None, 2500)
+    cands = mod.candidates(mod.finished_runs(tmp_path, 18), cap=6000)
+    picks, pruned, waiting = mod.settle(cands)
+    assert {c.decay for c in pruned} == {5.0, 6.0} and [c.decay for c in waiting] == [4.0]
+    assert ("adamw", "a+b") not in picks and ("orthograd", "a*b") in picks  # only the waiting group has no pick
+    with pytest.raises(SystemExit, match=r"1 settings stopped early could still be picked \(e.g. add-adamw_lr3-wd4-s1\)"):
+        mod.chosen(cands)
+    command, = mod.extension_commands(waiting, "tune_baselines", tmp_path)
+    words = command.split()
+    assert words[:3] == ["neuralgrok", "grid", "experiments/grids/controls/tune_baselines.toml"]
+    grid = load(mod.GRIDS / "tune_baselines.toml")  # the command names exactly the waiting cell of the real grid
+    assert [c.name for c in expand(grid, parse_only(words[words.index("--only") + 1:]))] == ["add-adamw_lr3-wd4-s1"]
+    _dev(tmp_path / "dev", {(0.1, 0.05): 900})  # the command: the table with its marks, or the extensions
+    monkeypatch.setattr(mod, "DEV_RUNS", 1)
+    monkeypatch.setitem(mod.SETS, "mod97", dataclasses.replace(mod.SETS["mod97"], tuning_runs=18))
+    capsys.readouterr()
+    mod.main([str(tmp_path / "dev"), str(tmp_path), "--extensions"])
+    assert capsys.readouterr().out == command + "\n"
+    with pytest.raises(SystemExit, match="could still be picked"):
+        mod.main([str(tmp_path / "dev"), str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert "| AdamW | a+b | 0.003 | 5 | 6000.5 / > 1500 | 0 | pruned: cannot be picked |" in printed
+    assert "| AdamW | a+b | 0.003 | 4 | 1000 / > 1500 | 1 | waits on an extension |" in printed
+    # once extended (it reached 95% at 1,900: median 1,450), it is the pick; the pruned stay out of it
+    import shutil
+    shutil.rmtree(tmp_path / "runs" / "add-adamw_lr3-wd4-s1")
+    early("add-adamw_lr3-wd4-s1", 3e-3, 4.0, 1, 1900, 6000)
+    picks = mod.chosen(mod.candidates(mod.finished_runs(tmp_path, 18), cap=6000))
+    assert (picks[("adamw", "a+b")].lr, picks[("adamw", "a+b")].decay) == (3e-3, 4.0)
 
 
 def test_missing_or_unfinished_runs_are_refused_in_one_line(tmp_path):

@@ -244,6 +244,24 @@ def test_raising_the_cap_extends_runs_that_stopped_at_it(tmp_path, capsys):
     assert capsys.readouterr().out.count("done before") == 2
 
 
+def test_max_steps_runs_a_first_pass_that_the_plain_grid_takes_on_to_the_cap(tmp_path, capsys):
+    assert _grid(tmp_path, GRID, "out", "--max-steps", "20") == 0  # the first pass: every cell stops at 20
+    run = tmp_path / "out" / "runs" / "add-standard-s0"
+    assert json.loads((run / "summary.json").read_text())["steps"] == 20
+    assert "max_steps: 20" in (tmp_path / "out" / "configs" / "add-standard-s0.yaml").read_text()
+    assert _grid(tmp_path, GRID, "out", "--max-steps", "20") == 0
+    assert "done before" in capsys.readouterr().out  # the first pass is finished
+    assert _grid(tmp_path, GRID, "out") == 0  # the second pass
+    assert "continued from its checkpoint to the raised cap" in capsys.readouterr().out
+    assert json.loads((run / "summary.json").read_text())["steps"] == 40
+    assert _grid(tmp_path, GRID, "out", "--max-steps", "1000") == 0  # never above the cell's own cap
+    assert "done before" in capsys.readouterr().out
+    assert _grid(tmp_path, GRID, "fresh") == 0  # the oracle: the cell trained to its cap in one go
+    assert _untimed(run) == _untimed(tmp_path / "fresh" / "runs" / "add-standard-s0")
+    with pytest.raises(SystemExit, match="--max-steps must be >= 1, got 0"):
+        _grid(tmp_path, GRID, "out", "--max-steps", "0")
+
+
 def test_a_capped_run_without_checkpoints_trains_again_to_the_raised_cap(tmp_path, capsys):
     assert _grid(tmp_path, GRID.replace("max_steps = 40", "max_steps = 20"), "out") == 0
     run = tmp_path / "out" / "runs" / "add-standard-s0"

@@ -15,7 +15,7 @@ from ..config import ConfigError
 from ..errors import UserError
 from ..portable import relative_words
 from . import cluster, reuse
-from .grid import described, expand, load, parse_only, resolve_cells, reuse_run, run_cell, thread_env, usable_cores
+from .grid import capped, described, expand, load, parse_only, resolve_cells, reuse_run, run_cell, thread_env, usable_cores
 from .stop import GridStop
 
 
@@ -32,15 +32,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", nargs="+", type=Path, default=[], metavar="DIR",
                     help="copy in finished runs from these results folders that trained exactly as a cell would "
                          "(settings equal up to label, cap and checkpointing; same threads; stopped before the cap)")
+    ap.add_argument("--max-steps", type=int, metavar="N",
+                    help="cap every cell at N steps this time (or its own cap, if lower): a first pass; the grid run "
+                         "again without it extends the runs that stopped at N (grid.py)")
     ap.add_argument("--dry-run", action="store_true", help="check every cell, list its command and the options it "
                                                          "resolves to (those that differ from the defaults), run nothing")
     cluster.add_arguments(ap)
     args = ap.parse_args(argv)
     if args.jobs < 1:
         raise SystemExit(f"grid: --jobs must be >= 1, got {args.jobs}")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise SystemExit(f"grid: --max-steps must be >= 1, got {args.max_steps}")
     try:
         spec = load(args.grid)
-        cells = expand(spec, parse_only(args.only))
+        cells = capped(expand(spec, parse_only(args.only)), args.max_steps)
         configs = resolve_cells(cells, {c.name for c in expand(spec)})  # checked before anything runs or is written
     except UserError as e:
         print(f"neuralgrok grid: error: {e}", file=sys.stderr)

@@ -26,7 +26,9 @@ SIGUSR2) reaches its running runs, which checkpoint and exit, and no further cel
 Raising a cell's ``max_steps`` extends the
 runs that stopped at the old cap: each continues from its newest checkpoint to the new cap
 (exactly the run a fresh start would train, but for an evaluation at the old cap when it was
-not a multiple of ``eval_every``), and one without checkpoints is trained again.  With
+not a multiple of ``eval_every``), and one without checkpoints is trained again.  So a grid
+can be run in two passes: ``--max-steps N`` caps every cell at N, and the same command without it
+(``--only`` naming the cells worth it) takes those runs on to their own caps.  With
 ``--reuse DIR``, a cell with no run of its own takes a copy of a finished run in DIR that
 trained exactly as the cell would (reuse.py).
 """
@@ -109,6 +111,17 @@ def expand(grid: dict, only: dict[str, set[str]] | None = None) -> list[Cell]:
                         continue
                     cells.append(Cell(f"{task}-{method}{suffix}-s{seed}", {**variant, "seed": seed}))
     return cells
+
+
+def capped(cells: list[Cell], max_steps: int | None) -> list[Cell]:
+    """The cells with ``max_steps`` lowered to ``max_steps`` where theirs is higher (``--max-steps``: a first pass).
+
+    A run that stops at the lowered cap is finished for this pass; the grid run without it continues that run
+    from its newest checkpoint to the cell's own cap, as for any raised cap.
+    """
+    if max_steps is None:
+        return cells
+    return [Cell(c.name, {**c.options, "max_steps": min(max_steps, build(c.options).max_steps)}) for c in cells]
 
 
 def continues(cell: Cell, run_dir: Path) -> bool:
