@@ -16,7 +16,8 @@ choice, every candidate with its seeds' steps to 95% and the one the rule picks:
 A tuning grid may be run in two passes (``neuralgrok grid ... --max-steps 1500``, then on to its cap): a seed that
 stopped at the lower cap without 95% is counted, for its setting's best case, as reaching 95% on the next step.  A
 setting whose best case still loses to a setting whose seeds all ran to the grid's cap cannot be the pick: it is
-listed as pruned.  Any other such setting must be taken on to the cap first; ``--extensions`` prints the commands.
+listed as pruned.  Any other such setting must be taken on to the cap first; ``--extensions`` prints the commands,
+most promising first: running the first free one, then asking again, extends the fewest runs.
 It refuses (one line) while a grid's runs are missing or unfinished, or while a pick waits on an extension.  ``--write`` writes the arms' grid: the
 learnt coefficients, the tuned form and each baseline at its chosen setting; seeds 10-19 on the four mod-97 tasks,
 10-14 with AdamW alone on the unseen ones.
@@ -105,11 +106,14 @@ def family(cfg: dict) -> str | None:
     return cfg.get("method") if cfg.get("method") in ("orthograd", "grokfast_ma") else None
 
 
-def finished_runs(folder: Path, expected: int) -> list:
-    """The folder's runs, all finished and at least ``expected`` of them; SystemExit naming the gap otherwise."""
+def finished_runs(folder: Path, expected: int, unfinished_ok: bool = False) -> list:
+    """The folder's runs, all finished and at least ``expected`` of them; SystemExit naming the gap otherwise.
+
+    With ``unfinished_ok``, runs still training (extensions under way elsewhere) are returned too.
+    """
     runs = [load_run(c.parent) for c in sorted((folder / "runs").glob("*/config.json"))]
     unfinished = [r.path.name for r in runs if not r.finished]
-    if len(runs) < expected or unfinished:
+    if len(runs) < expected or (unfinished and not unfinished_ok):
         sys.exit(f"controls_select: {folder / 'runs'} has {len(runs) - len(unfinished)} finished runs of {expected}"
                  + (f" ({len(unfinished)} unfinished, e.g. {unfinished[0]})" if unfinished else "") + "; run its grid first")
     return runs
@@ -126,6 +130,14 @@ def tuned_form(runs) -> tuple[float, float, list[tuple[float, float, float]]]:
     return slow, decay, [(s, d, st) for s, d, st, _ in rows]
 
 
+def setting(run) -> tuple[str, str, float, float] | None:
+    """A tuning run's (baseline, task, learning rate, decay), or None for a run of another method."""
+    fam = family(run.config)
+    if fam is None:
+        return None
+    return fam, run.config["task"], float(run.config["lr"]), float(run.config.get("weight_decay", 0.0))
+
+
 def candidates(runs, cap: float = float("inf")) -> list[Candidate]:
     """Every (baseline, task, learning rate, decay) setting with its seeds' steps, in a stable order.
 
@@ -133,9 +145,8 @@ def candidates(runs, cap: float = float("inf")) -> list[Candidate]:
     """
     seeds = defaultdict(list)
     for r in runs:
-        fam = family(r.config)
-        if fam is not None:
-            key = (fam, r.config["task"], float(r.config["lr"]), float(r.config.get("weight_decay", 0.0)))
+        key = setting(r)
+        if key is not None:
             reached = r.summary.get("steps_to_95") is not None
             early = r.path.name if not reached and float(r.config.get("max_steps", cap)) < cap else None
             seeds[key].append((r.config["seed"], steps_or_cap(r), reached, early))
@@ -153,6 +164,8 @@ def settle(cands: list[Candidate]) -> tuple[dict[tuple[str, str], Candidate], se
 
     Only settings whose seeds all ran to the grid's cap are known; a setting with early-stopped seeds is pruned
     when even its best case is behind the best known setting, and otherwise waits (then its group has no pick).
+    The waiting come group by group, each group's best case first: extending them one at a time in this order and
+    settling again after each lets a new leader prune the rest.
     """
     groups = defaultdict(list)
     for c in cands:
@@ -163,7 +176,7 @@ def settle(cands: list[Candidate]) -> tuple[dict[tuple[str, str], Candidate], se
         leader = best(known) if known else None
         behind = {c for c in group if any(c.early) and leader is not None and c.best_case > leader.key}
         pruned |= behind
-        open_ = [c for c in group if any(c.early) and c not in behind]
+        open_ = sorted((c for c in group if any(c.early) and c not in behind), key=lambda c: c.best_case)
         waiting += open_
         if not open_:
             picks[key] = leader
@@ -180,7 +193,10 @@ def chosen(cands: list[Candidate]) -> dict[tuple[str, str], Candidate]:
 
 
 def extension_commands(waiting: list[Candidate], grid: str, folder: Path) -> list[str]:
-    """One ``neuralgrok grid --only`` command per waiting setting, taking its early-stopped seeds on to the cap."""
+    """One ``neuralgrok grid --only`` command per waiting setting, taking its early-stopped seeds on to the cap.
+
+    In ``settle``'s order; running only the first that no other process holds, then asking again, extends fewest.
+    """
     commands = []
     for c in waiting:
         names = [e for e in c.early if e]
@@ -230,14 +246,20 @@ def main(argv: list[str] | None = None) -> None:
                     help="mod97: the four developed tasks (arms.toml); unseen: the tasks no decision saw (unseen.toml)")
     ap.add_argument("--write", type=Path, help="write the arms' grid here")
     ap.add_argument("--extensions", action="store_true",
-                    help="print the commands that take the early-stopped runs that could still be picked to the cap")
+                    help="print the commands that take the early-stopped runs that could still be picked to the cap, "
+                         "best first (settings with a run still training are left out; a last line counts those runs)")
     args = ap.parse_args(argv)
     study = SETS[args.set]
+    if args.extensions:  # the commands alone, one a line, and how many runs are being extended elsewhere
+        runs = finished_runs(args.tuning, study.tuning_runs, unfinished_ok=True)
+        busy = {setting(r) for r in runs if not r.finished}  # left out until they finish
+        _, _, waiting = settle([c for c in candidates([r for r in runs if r.finished], study.tuning_cap)
+                                if (c.family, c.task, c.lr, c.decay) not in busy])
+        print("\n".join(extension_commands(waiting, study.tuning_grid, args.tuning)
+                        + [f"# {sum(not r.finished for r in runs)} runs being extended"] * bool(busy)))
+        return
     cands = candidates(finished_runs(args.tuning, study.tuning_runs), study.tuning_cap)
     picks, pruned, waiting = settle(cands)
-    if args.extensions:  # the commands alone, one a line (| bash runs them)
-        print("\n".join(extension_commands(waiting, study.tuning_grid, args.tuning)))
-        return
     slow, decay, rows = tuned_form(finished_runs(args.dev, DEV_RUNS))
     print("| slow | decay | steps to 95% |\n|---|---|---|")
     print("\n".join(f"| {s:g} | {d:g} | {st:g} |" for s, d, st in rows))

@@ -112,6 +112,31 @@ def test_a_first_pass_prunes_the_settings_that_cannot_win_and_extends_the_rest(t
     assert (picks[("adamw", "a+b")].lr, picks[("adamw", "a+b")].decay) == (3e-3, 4.0)
 
 
+def test_the_most_promising_extension_comes_first_and_a_new_leader_prunes_the_rest(tmp_path, monkeypatch, capsys):
+    mod = _module()
+    _tuning(tmp_path)  # leader: median 1,600
+    adamw = {"method": "standard", "optimizer": "adamw", "task": "a+b"}
+    for name, lr, seeds in (("add-adamw_lr3-wd4", 3e-3, (1000, None)), ("add-adamw_lr2-wd4", 2e-3, (800, None))):
+        for seed, s95 in enumerate(seeds):
+            _run(tmp_path, f"{name}-s{seed}", {**adamw, "lr": lr, "weight_decay": 4.0, "seed": seed}, s95,
+                 6000 if s95 else 1500)
+    _, _, waiting = mod.settle(mod.candidates(mod.finished_runs(tmp_path, 16), cap=6000))
+    assert [c.lr for c in waiting] == [2e-3, 3e-3]  # best cases (800 + 1501) / 2 before (1000 + 1501) / 2
+    first, _ = mod.extension_commands(waiting, "tune_baselines", tmp_path)
+    assert "method=adamw_lr2 wd=4 seed=1" in first
+    monkeypatch.setitem(mod.SETS, "mod97", dataclasses.replace(mod.SETS["mod97"], tuning_runs=16))
+    (tmp_path / "runs" / "add-adamw_lr2-wd4-s1" / "summary.json").unlink()  # another lane is extending it
+    mod.main([str(tmp_path), str(tmp_path), "--extensions"])
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 2 and "method=adamw_lr3 wd=4 seed=1" in listed[0] and listed[1] == "# 1 runs being extended"
+    import shutil
+    shutil.rmtree(tmp_path / "runs" / "add-adamw_lr2-wd4-s1")  # extended: 95% at 900, median 850, the new leader
+    _run(tmp_path, "add-adamw_lr2-wd4-s1", {**adamw, "lr": 2e-3, "weight_decay": 4.0, "seed": 1}, 900)
+    picks, pruned, waiting = mod.settle(mod.candidates(mod.finished_runs(tmp_path, 16), cap=6000))
+    assert not waiting and [(c.lr, c.decay) for c in pruned] == [(3e-3, 4.0)]  # its best case 1,250.75 > 850
+    assert (picks[("adamw", "a+b")].lr, picks[("adamw", "a+b")].decay) == (2e-3, 4.0)
+
+
 def test_missing_or_unfinished_runs_are_refused_in_one_line(tmp_path):
     mod = _module()
     _tuning(tmp_path)
