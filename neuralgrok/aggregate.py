@@ -324,7 +324,7 @@ def best_tuned_rows(sweeps: dict[str, dict[str, list[SweepPoint]]],
     was not run there).
     """
     rows = []
-    for t, families in sweeps.items():
+    for families in sweeps.values():
         for family, points in families.items():
             best = best_point(points)
             reached, n = best.group.reached(95), len(best.group.finished)

@@ -83,7 +83,8 @@ def _submitit():
     try:
         import submitit
     except ImportError:
-        raise SystemExit("grid: --executor slurm and submitit-local need submitit: pip install 'neuralgrok[cluster]'")
+        raise SystemExit("grid: --executor slurm and submitit-local need submitit: "
+                         "pip install 'neuralgrok[cluster]'") from None
     return submitit
 
 
