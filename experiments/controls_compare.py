@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuralgrok.aggregate import first_row_at, load_run, markdown_table
-from neuralgrok.clock import CLOCK_FIELDS
 from neuralgrok.claims import mann_whitney_less, median_ratio_interval, stability, steps_or_cap
+from neuralgrok.clock import CLOCK_FIELDS
+from neuralgrok.runfolder import grid_runs
 
 LEARNT, TUNED, SHUFFLED = "learnt", "tuned_form", "shuffled"
 ALPHA, TARGET = 0.05, 0.8
@@ -70,8 +71,8 @@ def arm_of(run_dir: Path) -> str:
 def outcomes(folder: Path) -> dict[str, dict[str, list[Seed]]]:
     """task label -> arm -> finished runs' outcomes (sorted by seed)."""
     out: dict[str, dict[str, list[Seed]]] = defaultdict(lambda: defaultdict(list))
-    for config in sorted(folder.glob("runs/*/config.json")):
-        run = load_run(config.parent)
+    for run_dir in grid_runs(folder):
+        run = load_run(run_dir)
         if not run.finished:
             continue
         reached = run.summary.get("steps_to_95") is not None

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from neuralgrok.aggregate import load_run
 from neuralgrok.claims import steps_or_cap
+from neuralgrok.runfolder import grid_runs
 from neuralgrok.sweep.grid import load
 
 GRIDS = Path(__file__).parent / "grids" / "controls"
@@ -109,9 +110,10 @@ def family(cfg: dict) -> str | None:
 def finished_runs(folder: Path, expected: int, unfinished_ok: bool = False) -> list:
     """The folder's runs, all finished and at least ``expected`` of them; SystemExit naming the gap otherwise.
 
-    With ``unfinished_ok``, runs still training (extensions under way elsewhere) are returned too.
+    With ``unfinished_ok``, runs still training (extensions under way elsewhere) are returned too. Runs the grid
+    set aside (``NAME.incomplete``: started with other settings) are not the grid's and are left out.
     """
-    runs = [load_run(c.parent) for c in sorted((folder / "runs").glob("*/config.json"))]
+    runs = [load_run(d) for d in grid_runs(folder)]
     unfinished = [r.path.name for r in runs if not r.finished]
     if len(runs) < expected or (unfinished and not unfinished_ok):
         sys.exit(f"controls_select: {folder / 'runs'} has {len(runs) - len(unfinished)} finished runs of {expected}"

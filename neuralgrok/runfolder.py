@@ -64,6 +64,15 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
+SET_ASIDE = ".incomplete"  # a grid moves a half-done run whose settings no longer match its cell to NAME.incomplete
+
+
+def grid_runs(folder: str | Path) -> list[Path]:
+    """A results folder's run folders (``folder/runs/NAME`` with a config.json) by name, set-aside ones left out."""
+    runs = (c.parent for c in Path(folder, "runs").glob("*/config.json"))
+    return sorted(r for r in runs if not r.name.endswith(SET_ASIDE))
+
+
 COMPRESSED = ".xz"  # a finished run's committed metrics: metrics.jsonl.xz (neuralgrok compact, compact.py)
 
 

@@ -145,6 +145,9 @@ def test_missing_or_unfinished_runs_are_refused_in_one_line(tmp_path):
     (tmp_path / "runs" / "mul-ortho-s0" / "summary.json").unlink()
     with pytest.raises(SystemExit, match=r"11 finished runs of 12 \(1 unfinished, e.g. mul-ortho-s0\)"):
         mod.finished_runs(tmp_path, 12)
+    (tmp_path / "runs" / "mul-ortho-s0").rename(tmp_path / "runs" / "mul-ortho-s0.incomplete")  # set aside: not a run
+    with pytest.raises(SystemExit, match=r"has 11 finished runs of 12; run its grid first"):
+        mod.finished_runs(tmp_path, 12)
 
 
 def test_the_written_arms_grid_runs_the_picked_settings(tmp_path):

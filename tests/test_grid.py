@@ -13,6 +13,7 @@ import pytest
 from neuralgrok.clock import untimed
 from neuralgrok.sweep import cli, grid, reuse
 from neuralgrok.errors import GridError
+from neuralgrok.runfolder import grid_runs
 
 # the tiny task of conftest.TINY as grid options, 40 steps with checkpoints every 10
 GRID = """
@@ -147,6 +148,7 @@ def test_run_with_other_settings_is_set_aside_and_restarted(tmp_path):
     assert json.loads((stale / "config.json").read_text())["lr"] == 2e-2
     assert json.loads((run / "config.json").read_text())["lr"] == 1e-2
     assert (run / "summary.json").is_file()
+    assert grid_runs(tmp_path / "out") == [run]  # what readers of the results see: not the set-aside run
 
 
 def test_a_method_sweeps_one_option():

@@ -50,6 +50,7 @@ from .. import checkpoint
 from . import reuse
 from ..config import ConfigError, RunConfig, build, differing_keys, from_json
 from ..errors import GridError, UserError
+from ..runfolder import SET_ASIDE
 from ..runlock import FolderLock, FolderLocked, holder_of
 
 
@@ -176,7 +177,7 @@ def _run_cell(cell: Cell, out: Path, threads: int, on_start) -> tuple[Cell, str,
     if resumed and extended:
         (run_dir / "summary.json").unlink()  # the run is unfinished again until it reaches the new cap
     if run_dir.exists() and not resumed:
-        stale = run_dir.with_name(cell.name + ".incomplete")
+        stale = run_dir.with_name(cell.name + SET_ASIDE)
         shutil.rmtree(stale, ignore_errors=True)
         run_dir.rename(stale)
     write_config(cell, out)
