@@ -15,12 +15,12 @@ choice, every candidate with its seeds' steps to 95% and the one the rule picks:
   smaller decay.
 A tuning grid may be run in two passes (``neuralgrok grid ... --max-steps 1500``, then on to its cap): a seed that
 stopped at the lower cap without 95% is counted, for its setting's best case, as reaching 95% on the next step.  A
-setting whose best case still loses to a setting whose seeds all ran to the grid's cap cannot be the pick: it is
-listed as pruned.  Any other such setting must be taken on to the cap first; ``--extensions`` prints the commands,
-most promising first: running the first free one, then asking again, extends the fewest runs.
-It refuses (one line) while a grid's runs are missing or unfinished, or while a pick waits on an extension.  ``--write`` writes the arms' grid: the
-learnt coefficients, the tuned form and each baseline at its chosen setting; seeds 10-19 on the four mod-97 tasks,
-10-14 with AdamW alone on the unseen ones.
+setting whose best case still loses to the best setting without such seeds (each of its seeds reached 95% or ran to
+the grid's cap) cannot be the pick: it is listed as pruned.  Any other such setting must be taken on to the cap
+first; ``--extensions`` prints the commands, most promising first: running the first free one, then asking again,
+extends the fewest runs.  It refuses (one line) while a grid's runs are missing or unfinished, or while a pick
+waits on an extension.  ``--write`` writes the arms' grid: the learnt coefficients, the tuned form and each
+baseline at its chosen setting; seeds 10-19 on the four mod-97 tasks, 10-14 with AdamW alone on the unseen ones.
 """
 from __future__ import annotations
 
@@ -143,14 +143,15 @@ def setting(run) -> tuple[str, str, float, float] | None:
 def candidates(runs, cap: float = float("inf")) -> list[Candidate]:
     """Every (baseline, task, learning rate, decay) setting with its seeds' steps, in a stable order.
 
-    A run without 95% that was given a cap below ``cap`` (the tuning grid's) is marked early (by its name).
+    A run that stopped without 95% at a cap below ``cap`` (the tuning grid's) is marked early (by its name).
     """
     seeds = defaultdict(list)
     for r in runs:
         key = setting(r)
         if key is not None:
             reached = r.summary.get("steps_to_95") is not None
-            early = r.path.name if not reached and float(r.config.get("max_steps", cap)) < cap else None
+            capped = r.summary.get("stopped") == "max_steps" and float(r.config.get("max_steps", cap)) < cap
+            early = r.path.name if capped and not reached else None
             seeds[key].append((r.config["seed"], steps_or_cap(r), reached, early))
     return [Candidate(*key, tuple(s for _, s, _, _ in sorted(v)), sum(ok for _, _, ok, _ in v),
                       tuple(e for *_, e in sorted(v))) for key, v in sorted(seeds.items())]
@@ -164,7 +165,7 @@ def best(cands: list[Candidate]) -> Candidate:
 def settle(cands: list[Candidate]) -> tuple[dict[tuple[str, str], Candidate], set[Candidate], list[Candidate]]:
     """Per (baseline, task): the rule's pick, the settings pruned, and those that wait on an extension.
 
-    Only settings whose seeds all ran to the grid's cap are known; a setting with early-stopped seeds is pruned
+    Only settings without early-stopped seeds are known; a setting with early-stopped seeds is pruned
     when even its best case is behind the best known setting, and otherwise waits (then its group has no pick).
     The waiting come group by group, each group's best case first: extending them one at a time in this order and
     settling again after each lets a new leader prune the rest.

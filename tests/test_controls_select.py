@@ -18,7 +18,8 @@ def _run(root, name, config, s95, steps=6000):
     d.mkdir(parents=True)
     (d / "config.json").write_text(json.dumps({"max_steps": steps, **config}))
     (d / "metrics.jsonl").write_text(json.dumps({"step": 10, "test_acc": 0.1}) + "\n")
-    (d / "summary.json").write_text(json.dumps({"steps_to_95": s95, "steps": steps if s95 is None else s95 + 50}))
+    (d / "summary.json").write_text(json.dumps({"steps_to_95": s95, "steps": steps if s95 is None else s95 + 50,
+                                                "stopped": "max_steps" if s95 is None else "target"}))
 
 
 def _dev(root, steps: dict):
