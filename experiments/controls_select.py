@@ -189,10 +189,15 @@ def settle(cands: list[Candidate]) -> tuple[dict[tuple[str, str], Candidate], se
 def chosen(cands: list[Candidate]) -> dict[tuple[str, str], Candidate]:
     """The rule's pick per (baseline, task); SystemExit (one line) while a pick waits on an extension."""
     picks, _, waiting = settle(cands)
+    refuse_while_waiting(waiting)
+    return picks
+
+
+def refuse_while_waiting(waiting: list[Candidate]) -> None:
+    """SystemExit (one line) naming the waiting settings, if any."""
     if waiting:
         sys.exit(f"controls_select: {len(waiting)} settings stopped early could still be picked (e.g. "
                  f"{next(e for e in waiting[0].early if e)}); take them on to the cap: add --extensions for the commands")
-    return picks
 
 
 def extension_commands(waiting: list[Candidate], grid: str, folder: Path) -> list[str]:
@@ -273,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
                 else "waits on an extension" if c in waiting else "")
         steps = " / ".join(f"> {s - 0.5:g}" if e else f"{s:g}" for s, e in zip(c.steps, c.early))
         print(f"| {BASELINES[c.family]} | {c.task} | {c.lr:g} | {c.decay:g} | {steps} | {c.reached} | {mark} |")
-    picks = chosen(cands)
+    refuse_while_waiting(waiting)
     if args.write:
         args.write.write_text(arms_grid(study, slow, decay, picks))
         print(f"\nwrote {args.write}")

@@ -15,7 +15,8 @@ from ..config import ConfigError
 from ..errors import UserError
 from ..portable import relative_words
 from . import cluster, reuse
-from .grid import capped, described, expand, load, parse_only, resolve_cells, reuse_run, run_cell, thread_env, usable_cores
+from .grid import (capped, described, expand, load, parse_only, resolve_cells, reuse_run, run_cell, thread_env,
+                   usable_cores)
 from .stop import GridStop
 
 
