@@ -133,7 +133,7 @@ class Trainer:
 
     def save_checkpoint(self, clock: RunClock) -> None:
         if self.acc.is_main_process:
-            state = {**self.state_dict(), "elapsed": clock.wall(), "cpu": clock.cpu()}
+            state = {**self.state_dict(), "elapsed": clock.wall(), "cpu": clock.cpu(), "threads": torch.get_num_threads()}
             checkpoint.save(self.out, self.step, state, keep=self.cfg.keep_checkpoints)
         self.acc.wait_for_everyone()
 
@@ -272,6 +272,10 @@ class Trainer:
         self.load_state_dict(state, state["elapsed"], state.get("cpu"))  # "cpu": absent from older checkpoints
         rows = log.truncate_to(step) if self.acc.is_main_process else []
         self.acc.wait_for_everyone()
+        if state.get("threads", torch.get_num_threads()) != torch.get_num_threads():  # absent from older checkpoints
+            print(f"neuralgrok: {self.out}'s checkpoint was written on {state['threads']} threads and this process "
+                  f"has {torch.get_num_threads()}: the continuation is not the bits one run would give (set "
+                  f"OMP_NUM_THREADS={state['threads']} to keep them)", file=sys.stderr)
         if not self.quiet and self.acc.is_main_process:
             print(f"neuralgrok: resuming {self.out} from step {step}", file=sys.stderr)
         return rows

@@ -264,6 +264,19 @@ def test_max_steps_runs_a_first_pass_that_the_plain_grid_takes_on_to_the_cap(tmp
         _grid(tmp_path, GRID, "out", "--max-steps", "0")
 
 
+def test_an_extension_on_another_thread_count_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "usable_cores", lambda: 2)
+    assert _grid(tmp_path, GRID, "out", "--max-steps", "20", "--jobs", "2") == 0  # the first pass: 1 thread a run
+    run = tmp_path / "out" / "runs" / "add-standard-s0"
+    first = _untimed(run)
+    capsys.readouterr()
+    assert _grid(tmp_path, GRID, "out") == 1  # 2 threads a run: other float rounding from step 20 on
+    assert "its first pass ran on 1 threads, this grid gives each run 2" in capsys.readouterr().out
+    assert _untimed(run) == first and json.loads((run / "summary.json").read_text())["steps"] == 20
+    assert _grid(tmp_path, GRID, "out", "--jobs", "2") == 0  # the first pass's count: extended
+    assert json.loads((run / "summary.json").read_text())["steps"] == 40
+
+
 def test_a_capped_run_without_checkpoints_trains_again_to_the_raised_cap(tmp_path, capsys):
     assert _grid(tmp_path, GRID.replace("max_steps = 40", "max_steps = 20"), "out") == 0
     run = tmp_path / "out" / "runs" / "add-standard-s0"

@@ -165,6 +165,14 @@ def finished(cell: Cell, out: Path) -> bool:
     return (run_dir / "summary.json").exists() and not capped_below(cell, run_dir)
 
 
+def recorded_threads(run_dir: Path) -> int | None:
+    """The thread count a finished run recorded in its summary; None when it has none."""
+    try:
+        return json.loads((run_dir / "summary.json").read_text()).get("threads")
+    except (OSError, ValueError):
+        return None
+
+
 def _run_cell(cell: Cell, out: Path, threads: int, on_start) -> tuple[Cell, str, float]:
     run_dir = out / "runs" / cell.name
     writer = holder_of(run_dir)
@@ -173,6 +181,9 @@ def _run_cell(cell: Cell, out: Path, threads: int, on_start) -> tuple[Cell, str,
     extended = capped_below(cell, run_dir)  # the cap was raised: continue from the newest checkpoint
     if (run_dir / "summary.json").exists() and not extended:
         return cell, "done before", 0.0
+    if extended and (ran_on := recorded_threads(run_dir)) not in (None, threads):
+        return cell, (f"failed (its first pass ran on {ran_on} threads, this grid gives each run {threads}: the "
+                      "extension would not be the bits of one run; pin the grid with taskset or change --jobs)"), 0.0
     resumed = run_dir.exists() and continues(cell, run_dir) and (not extended or bool(checkpoint.steps(run_dir)))
     if resumed and extended:
         (run_dir / "summary.json").unlink()  # the run is unfinished again until it reaches the new cap
