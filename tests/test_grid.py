@@ -271,10 +271,13 @@ def test_an_extension_on_another_thread_count_is_refused(tmp_path, capsys, monke
     first = _untimed(run)
     capsys.readouterr()
     assert _grid(tmp_path, GRID, "out") == 1  # 2 threads a run: other float rounding from step 20 on
-    assert "its first pass ran on 1 threads, this grid gives each run 2" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "its first pass ran on 1 threads, this grid gives each run 2" in said.out
+    assert "warning: 1 finished runs in" in said.err and "ran on 1 threads" in said.err  # said before it starts
     assert _untimed(run) == first and json.loads((run / "summary.json").read_text())["steps"] == 20
     assert _grid(tmp_path, GRID, "out", "--jobs", "2") == 0  # the first pass's count: extended
     assert json.loads((run / "summary.json").read_text())["steps"] == 40
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_a_capped_run_without_checkpoints_trains_again_to_the_raised_cap(tmp_path, capsys):

@@ -173,6 +173,15 @@ def recorded_threads(run_dir: Path) -> int | None:
         return None
 
 
+def other_thread_counts(out: Path, threads: int) -> dict[int, int]:
+    """{thread count: number of runs} over the finished runs in ``out`` that recorded another count than ``threads``."""
+    counts: dict[int, int] = {}
+    for summary in sorted((out / "runs").glob("*/summary.json")):
+        if (n := recorded_threads(summary.parent)) not in (None, threads):
+            counts[n] = counts.get(n, 0) + 1
+    return counts
+
+
 def _run_cell(cell: Cell, out: Path, threads: int, on_start) -> tuple[Cell, str, float]:
     run_dir = out / "runs" / cell.name
     writer = holder_of(run_dir)
