@@ -90,6 +90,15 @@ def load_latest(folder: str | Path, warn=lambda msg: print(msg, file=sys.stderr)
     return None
 
 
+def warn_of_thread_change(state: dict, folder: Path, warn=lambda msg: print(msg, file=sys.stderr)) -> None:
+    """Says so when a checkpoint was written on another thread count than this process has: the float rounding
+    differs, so the continuation is not the bits of one run (older checkpoints did not record the count)."""
+    written, now = state.get("threads"), torch.get_num_threads()
+    if written not in (None, now):
+        warn(f"neuralgrok: {folder}'s checkpoint was written on {written} threads and this process has {now}: the "
+             f"continuation is not the bits one run would give (set OMP_NUM_THREADS={written} to keep them)")
+
+
 def upgrade(state: dict) -> dict:
     """A checkpoint's state in today's layout: older ones kept the held-out and unrolled-step streams under their own
     keys (``outer_stream``, ``meta_stream``) and NeuralGrok's gate in the loop's counters."""

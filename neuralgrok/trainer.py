@@ -111,7 +111,7 @@ class Trainer:
         return {"model": self.acc.unwrap_model(self.model).state_dict(), "inner_opt": self.inner_opt.state_dict(),
                 "schedule": self.schedule.state_dict(), "transform": self.transform.state_dict(),
                 "stream": self.stream.state_dict(), "streams": {k: v.state_dict() for k, v in self.streams.items()},
-                "rng": torch.get_rng_state(),
+                "rng": torch.get_rng_state(), "threads": torch.get_num_threads(),  # a resume on another count warns
                 "counters": {"step": self.step, "good_evals": self.good_evals, "bad_steps": self.bad_steps,
                              "skipped_steps": self.skipped_steps, "eval_seconds": self.eval_seconds}}
 
@@ -133,8 +133,8 @@ class Trainer:
 
     def save_checkpoint(self, clock: RunClock) -> None:
         if self.acc.is_main_process:
-            state = {**self.state_dict(), "elapsed": clock.wall(), "cpu": clock.cpu(), "threads": torch.get_num_threads()}
-            checkpoint.save(self.out, self.step, state, keep=self.cfg.keep_checkpoints)
+            checkpoint.save(self.out, self.step, {**self.state_dict(), "elapsed": clock.wall(), "cpu": clock.cpu()},
+                            keep=self.cfg.keep_checkpoints)
         self.acc.wait_for_everyone()
 
     # -- one step ---------------------------------------------------------------
@@ -272,10 +272,7 @@ class Trainer:
         self.load_state_dict(state, state["elapsed"], state.get("cpu"))  # "cpu": absent from older checkpoints
         rows = log.truncate_to(step) if self.acc.is_main_process else []
         self.acc.wait_for_everyone()
-        if state.get("threads", torch.get_num_threads()) != torch.get_num_threads():  # absent from older checkpoints
-            print(f"neuralgrok: {self.out}'s checkpoint was written on {state['threads']} threads and this process "
-                  f"has {torch.get_num_threads()}: the continuation is not the bits one run would give (set "
-                  f"OMP_NUM_THREADS={state['threads']} to keep them)", file=sys.stderr)
+        checkpoint.warn_of_thread_change(state, self.out)
         if not self.quiet and self.acc.is_main_process:
             print(f"neuralgrok: resuming {self.out} from step {step}", file=sys.stderr)
         return rows

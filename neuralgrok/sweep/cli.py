@@ -15,8 +15,8 @@ from ..config import ConfigError
 from ..errors import UserError
 from ..portable import relative_words
 from . import cluster, reuse
-from .grid import (capped, described, expand, load, other_thread_counts, parse_only, resolve_cells, reuse_run,
-                   run_cell, thread_env, usable_cores)
+from .grid import (capped, described, expand, load, parse_only, resolve_cells, reuse_run, run_cell, thread_env,
+                   usable_cores, warn_of_other_thread_counts)
 from .stop import GridStop
 
 
@@ -78,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = [c for c in cells if c.name not in reused]
     if args.executor != "local":
         return 1 if cluster.submit(cells, args.out, args) else 0
-    if other := other_thread_counts(args.out, threads):  # a study's runs would mix float roundings
-        print(f"neuralgrok grid: warning: {sum(other.values())} finished runs in {args.out} ran on "
-              f"{', '.join(map(str, sorted(other)))} threads, and this grid gives each run {threads} (--jobs, taskset)",
-              file=sys.stderr)
+    warn_of_other_thread_counts(args.out, threads)
     return run_local(cells, args.out, args.jobs, threads)
 
 

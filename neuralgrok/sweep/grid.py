@@ -173,13 +173,17 @@ def recorded_threads(run_dir: Path) -> int | None:
         return None
 
 
-def other_thread_counts(out: Path, threads: int) -> dict[int, int]:
-    """{thread count: number of runs} over the finished runs in ``out`` that recorded another count than ``threads``."""
+def warn_of_other_thread_counts(out: Path, threads: int) -> None:
+    """Says on stderr how many finished runs in ``out`` recorded another thread count than ``threads`` (a study's
+    runs would mix float roundings); nothing when none did."""
     counts: dict[int, int] = {}
     for summary in sorted((out / "runs").glob("*/summary.json")):
         if (n := recorded_threads(summary.parent)) not in (None, threads):
             counts[n] = counts.get(n, 0) + 1
-    return counts
+    if counts:
+        print(f"neuralgrok grid: warning: {sum(counts.values())} finished runs in {out} ran on "
+              f"{', '.join(map(str, sorted(counts)))} threads, and this grid gives each run {threads} (--jobs, taskset)",
+              file=sys.stderr)
 
 
 def _run_cell(cell: Cell, out: Path, threads: int, on_start) -> tuple[Cell, str, float]:
