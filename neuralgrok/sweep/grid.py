@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,10 +177,8 @@ def recorded_threads(run_dir: Path) -> int | None:
 def warn_of_other_thread_counts(out: Path, threads: int) -> None:
     """Says on stderr how many finished runs in ``out`` recorded another thread count than ``threads`` (a study's
     runs would mix float roundings); nothing when none did."""
-    counts: dict[int, int] = {}
-    for summary in sorted((out / "runs").glob("*/summary.json")):
-        if (n := recorded_threads(summary.parent)) not in (None, threads):
-            counts[n] = counts.get(n, 0) + 1
+    counts = Counter(n for summary in (out / "runs").glob("*/summary.json")
+                     if (n := recorded_threads(summary.parent)) not in (None, threads))
     if counts:
         print(f"neuralgrok grid: warning: {sum(counts.values())} finished runs in {out} ran on "
               f"{', '.join(map(str, sorted(counts)))} threads, and this grid gives each run {threads} (--jobs, taskset)",
