@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .runfolder import write_atomic
+from .runfolder import host_description, write_atomic
 
 FOLDER = "checkpoints"
 _NAME = re.compile(r"step-(\d{8})\.pt")
@@ -90,13 +90,24 @@ def load_latest(folder: str | Path, warn=lambda msg: print(msg, file=sys.stderr)
     return None
 
 
-def warn_of_thread_change(state: dict, folder: Path, warn=lambda msg: print(msg, file=sys.stderr)) -> None:
-    """Says so when a checkpoint was written on another thread count than this process has: the float rounding
-    differs, so the continuation is not the bits of one run (older checkpoints did not record the count)."""
+def setup() -> dict:
+    """What a checkpoint records of the process that wrote it, besides the training state: its thread count and
+    host, both of which change float rounding."""
+    return {"threads": torch.get_num_threads(), "host": host_description()}
+
+
+def warn_of_setup_change(state: dict, folder: Path, warn=lambda msg: print(msg, file=sys.stderr)) -> None:
+    """Says so when a checkpoint was written on another thread count or host than this process has: the float
+    rounding differs, so the continuation is not the bits of one run (older checkpoints recorded neither)."""
     written, now = state.get("threads"), torch.get_num_threads()
     if written not in (None, now):
         warn(f"neuralgrok: {folder}'s checkpoint was written on {written} threads and this process has {now}: the "
              f"continuation is not the bits one run would give (set OMP_NUM_THREADS={written} to keep them)")
+    written, now = state.get("host"), host_description()
+    if written not in (None, now):
+        other = ", ".join(f"{k} {written.get(k)} (here {v})" for k, v in now.items() if written.get(k) != v)
+        warn(f"neuralgrok: {folder}'s checkpoint was written on another host ({other}): the continuation is a "
+             f"genuine run but not the bits one host would give")
 
 
 def upgrade(state: dict) -> dict:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import subprocess
 import tempfile
@@ -53,6 +54,27 @@ def code_version(root: Path | None = None) -> dict[str, str | None]:
         return {"version": package, "commit": None}
     commit = head.stdout.strip() if head.returncode == 0 else None
     return {"version": package, "commit": commit and commit + ("+changes" if changed else "")}
+
+
+def host_description() -> dict[str, str | None]:
+    """The machine a run trains on: CPU model, the instruction set torch's CPU kernels use (with the CPU's bf16
+    extensions), torch's version and the GPU, if any. Floats round differently from one host to another, so a
+    bit-identical re-run needs the same one; a resume on another host warns (``checkpoint.warn_of_setup_change``)."""
+    import torch
+    cpu, flags = platform.processor() or None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                cpu = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:  # not Linux: platform's word for the CPU
+        pass
+    bf16 = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return {"cpu": cpu, "isa": "+".join([torch.backends.cpu.get_cpu_capability(), *bf16]),
+            "torch": str(torch.__version__), "gpu": gpu}  # a plain str: checkpoints load weights-only
 
 
 def task_slug(task: str) -> str:

@@ -26,7 +26,7 @@ from .losses import cross_entropy
 from .methods import build_transform
 from .model import answer_logits
 from .optim import InnerOptimizer, warmup_schedule
-from .runfolder import MetricsLog, code_version, metrics_file, summarize, write_atomic, write_json
+from .runfolder import MetricsLog, code_version, host_description, metrics_file, summarize, write_atomic, write_json
 from .runlock import FolderLock, FolderLocked
 from .snapshots import save_snapshot, snapshot_schedule
 from .tracking import Trackers, tracker_names
@@ -111,7 +111,7 @@ class Trainer:
         return {"model": self.acc.unwrap_model(self.model).state_dict(), "inner_opt": self.inner_opt.state_dict(),
                 "schedule": self.schedule.state_dict(), "transform": self.transform.state_dict(),
                 "stream": self.stream.state_dict(), "streams": {k: v.state_dict() for k, v in self.streams.items()},
-                "rng": torch.get_rng_state(), "threads": torch.get_num_threads(),  # a resume on another count warns
+                "rng": torch.get_rng_state(), **checkpoint.setup(),  # a resume on another thread count or host warns
                 "counters": {"step": self.step, "good_evals": self.good_evals, "bad_steps": self.bad_steps,
                              "skipped_steps": self.skipped_steps, "eval_seconds": self.eval_seconds}}
 
@@ -272,7 +272,7 @@ class Trainer:
         self.load_state_dict(state, state["elapsed"], state.get("cpu"))  # "cpu": absent from older checkpoints
         rows = log.truncate_to(step) if self.acc.is_main_process else []
         self.acc.wait_for_everyone()
-        checkpoint.warn_of_thread_change(state, self.out)
+        checkpoint.warn_of_setup_change(state, self.out)
         if not self.quiet and self.acc.is_main_process:
             print(f"neuralgrok: resuming {self.out} from step {step}", file=sys.stderr)
         return rows
@@ -378,7 +378,7 @@ class Trainer:
                        eval_seconds=round(self.eval_seconds, 3), skipped_steps=self.skipped_steps,
                        processes=self.acc.num_processes,
                        threads=torch.get_num_threads(),  # the count changes float rounding, and so does the code
-                       code=code_version())
+                       code=code_version(), host=host_description())
         if self.acc.is_main_process:
             write_json(self.out / "summary.json", summary)
             self.transform.save(self.out)

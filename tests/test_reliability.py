@@ -132,19 +132,24 @@ def test_longer_max_steps_continues_a_finished_run(reference, tmp_path):
     assert_same_run(out, reference / "standard")
 
 
-def test_a_checkpoint_records_its_thread_count_and_a_resume_on_another_warns(tmp_path, capsys):
+def test_a_checkpoint_records_its_thread_count_and_host_and_a_resume_on_others_warns(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *RUN, "--max-steps", "14", "--quiet"]) == 0
     step, state = checkpoint.load_latest(out)
     assert state["threads"] == torch.get_num_threads()
+    assert state["host"]["torch"] == torch.__version__ and state["host"]["cpu"]
     assert main(["train", "--resume", str(out), "--max-steps", "21", "--quiet"]) == 0
-    assert "threads" not in capsys.readouterr().err  # the same count: nothing to say
+    assert "neuralgrok:" not in capsys.readouterr().err  # the same count and host: nothing to say
     step, state = checkpoint.load_latest(out)
-    checkpoint.save(out, step, {**state, "threads": torch.get_num_threads() + 1})  # as written on another machine
+    other_host = {**state["host"], "cpu": "Some Other CPU 9000"}  # as written on another machine
+    checkpoint.save(out, step, {**state, "threads": torch.get_num_threads() + 1, "host": other_host})
     assert main(["train", "--resume", str(out), "--max-steps", "28", "--quiet"]) == 0
     err = capsys.readouterr().err
     assert (f"checkpoint was written on {torch.get_num_threads() + 1} threads and this process has "
             f"{torch.get_num_threads()}: the continuation is not the bits one run would give") in err
+    assert (f"checkpoint was written on another host (cpu Some Other CPU 9000 (here {state['host']['cpu']})): "
+            "the continuation is a genuine run but not the bits one host would give") in err
+    assert json.loads((out / "summary.json").read_text())["host"] == state["host"]  # the host that finished it
 
 
 def test_same_seed_same_metrics(reference, tmp_path):
