@@ -20,6 +20,8 @@ Wall-clock seconds are measured only when the arms ran one run pinned per core o
 study's README says which did); CPU seconds, which other work on the machine does not inflate, are the check beside
 them.  With ``--bench`` (``experiments/bench_methods.py``'s bench.json over the arms' grid cells) each comparison
 also shows the benchmark-priced ratio: the steps ratio times the two arms' measured milliseconds a step.
+Last, which host (CPU and instruction set, from each run's summary) trained which seeds, naming any seed whose runs
+span more than one host.
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ class Seed:
     lowest_after: float | None
     at_95: dict[str, float] = field(default_factory=dict)
     at_end: dict[str, float] = field(default_factory=dict)
+    host: str = "not recorded"
 
     def clock(self, name: str, missed: float | None = None) -> float | None:
         """Seconds to 95% on clock ``name``; for a miss, ``missed`` if given, else the clock at the last step."""
@@ -79,11 +82,32 @@ def outcomes(folder: Path) -> dict[str, dict[str, list[Seed]]]:
         at = first_row_at(run.metrics, 0.95) if reached else None
         out[run.task_label][arm_of(run.path)].append(
             Seed(run.config["seed"], steps_or_cap(run), reached, stability(run.metrics).lowest_after,
-                 _clocks(at), _clocks(run.metrics[-1] if run.metrics else None)))
+                 _clocks(at), _clocks(run.metrics[-1] if run.metrics else None), host_label(run.summary)))
     for arms in out.values():
         for seeds in arms.values():
             seeds.sort(key=lambda s: s.seed)
     return out
+
+
+def host_label(summary: dict) -> str:
+    """``CPU (instruction set)`` from a summary's ``host`` (recorded since session twenty), else "not recorded"."""
+    host = summary.get("host") or {}
+    return f"{host.get('cpu')} ({host.get('isa')})" if host else "not recorded"
+
+
+def host_rows(data: dict[str, dict[str, list[Seed]]]) -> tuple[list[dict[str, str]], list[int]]:
+    """Which hosts trained which seeds (one row a host), and the seeds whose runs span more than one host: the study
+    runs a seed block whole on one host, so that a seconds ratio never compares two machines."""
+    seeds_of, runs_of, hosts_of = defaultdict(set), defaultdict(int), defaultdict(set)
+    for arms in data.values():
+        for seeds in arms.values():
+            for s in seeds:
+                seeds_of[s.host].add(s.seed)
+                runs_of[s.host] += 1
+                hosts_of[s.seed].add(s.host)
+    rows = [{"host": host, "seeds": ", ".join(map(str, sorted(seeds))), "runs": str(runs_of[host])}
+            for host, seeds in sorted(seeds_of.items())]
+    return rows, sorted(seed for seed, hosts in hosts_of.items() if len(hosts) > 1)
 
 
 def _clocks(row: dict | None) -> dict[str, float]:
@@ -220,6 +244,11 @@ def main(argv: list[str] | None = None) -> None:
     if cmp_rows:
         print("\n" + markdown_table(cmp_rows, list(cmp_rows[0])))
     print("\n" + markdown_table(verdict_rows, list(verdict_rows[0])))
+    hosts, split = host_rows(data)
+    print("\n" + markdown_table(hosts, list(hosts[0])))
+    if split:
+        print(f"\nseeds whose runs span more than one host (their seconds compare machines): "
+              f"{', '.join(map(str, split))}")
 
 
 if __name__ == "__main__":

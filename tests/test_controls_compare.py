@@ -12,7 +12,7 @@ def _module():
     return experiment_script("controls_compare")
 
 
-def _run(root, task, arm, seed, s95, cap=8000, dip=None, clock=0.1):
+def _run(root, task, arm, seed, s95, cap=8000, dip=None, clock=0.1, host=None):
     d = root / "runs" / f"{task}-{arm}-s{seed}"
     d.mkdir(parents=True)
     expr = {"add": "a+b", "mul": "a*b", "div": "a/b"}[task]
@@ -22,7 +22,8 @@ def _run(root, task, arm, seed, s95, cap=8000, dip=None, clock=0.1):
     rows = [{"step": s, "test_acc": 0.1 if s95 is None or s < s95 else (dip if dip and s == s95 + 50 else 0.99),
              "elapsed_s": s * clock, "cpu_s": s * clock * 0.9} for s in range(10, end + 1, 10)]
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (d / "summary.json").write_text(json.dumps({"steps_to_95": s95, "steps": end}))
+    (d / "summary.json").write_text(json.dumps({"steps_to_95": s95, "steps": end}
+                                               | ({"host": {"cpu": host, "isa": "AVX512"}} if host else {})))
 
 
 def _arms(root, task, learnt, tuned, shuffled, adamw, learnt_clock=0.1):
@@ -138,3 +139,22 @@ def test_the_wall_clock_half_compares_with_the_arm_quickest_in_seconds_even_when
     assert by["tuned_form"].ratio == pytest.approx(545 / 745) and by["tuned_form"].seconds_ratio < 0.8
     assert by["adamw"].seconds_ratio == pytest.approx(545 * 0.1 / (845 * 0.04))  # 1.61
     assert verdict["target met"] == "no" and verdict["learning does work"] == "yes"
+
+
+def test_the_hosts_table_names_which_machine_trained_each_seed_and_flags_a_split_block(tmp_path, capsys):
+    mod = _module()
+    for seed in (10, 11):
+        for arm in ("learnt", "tuned_form", "adamw"):
+            _run(tmp_path, "add", arm, seed, 600, host="Xeon")
+    _run(tmp_path, "mul", "learnt", 12, 600, host="EPYC")
+    _run(tmp_path, "mul", "adamw", 12, 600, host="Xeon")  # seed 12's block split across two machines
+    _run(tmp_path, "mul", "tuned_form", 13, 600)  # from before hosts were recorded
+    rows, split = mod.host_rows(mod.outcomes(tmp_path))
+    assert rows == [{"host": "EPYC (AVX512)", "seeds": "12", "runs": "1"},
+                    {"host": "Xeon (AVX512)", "seeds": "10, 11, 12", "runs": "7"},
+                    {"host": "not recorded", "seeds": "13", "runs": "1"}]
+    assert split == [12]
+    mod.main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| Xeon (AVX512) | 10, 11, 12 | 7 |" in out
+    assert out.rstrip().endswith("seeds whose runs span more than one host (their seconds compare machines): 12")
