@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from neuralgrok.config import build
+from neuralgrok.runfolder import host_description
 from neuralgrok.sweep.grid import expand, parse_only
 from neuralgrok.trainer import Trainer
 
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                 if rep:  # the first block warms up
                     out.append((time.perf_counter() - start) / args.block)
     ms = [1e3 * statistics.median(t) for t in times]
-    lines = [f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s); "
+    host = host_description()
+    lines = [f"{host['cpu']} ({host['isa']}), torch {torch.__version__}, {args.threads} thread(s); "
              f"median of {args.reps} interleaved blocks of {args.block} steps", "",
              "| cell | ms a step | × first |", "|---|---|---|"]
     lines += [f"| `{spec}` | {m:.1f} | {m / ms[0]:.2f} |" for spec, m in zip(args.cells, ms)]
@@ -72,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         rows = [{"cell": spec, "ms_per_step": m, "ratio": m / ms[0], "blocks_ms": [1e3 * x for x in t]}
                 for spec, m, t in zip(args.cells, ms, times)]
-        (args.out / "bench.json").write_text(json.dumps({"block": args.block, "threads": args.threads, "rows": rows},
-                                                        indent=1) + "\n")
+        (args.out / "bench.json").write_text(json.dumps({"block": args.block, "threads": args.threads, "host": host,
+                                                         "rows": rows}, indent=1) + "\n")
         (args.out / "bench.md").write_text("\n".join(lines) + "\n")
     return 0
 
