@@ -33,13 +33,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from neuralgrok.aggregate import first_row_at, load_run, markdown_table
+from neuralgrok.aggregate import first_row_at, load_run, markdown_table, task_label
 from neuralgrok.claims import mann_whitney_less, median_ratio_interval, stability, steps_or_cap
 from neuralgrok.clock import CLOCK_FIELDS
 from neuralgrok.runfolder import grid_runs
 
 LEARNT, TUNED, SHUFFLED = "learnt", "tuned_form", "shuffled"
 ALPHA, TARGET = 0.05, 0.8
+DEVELOPED = tuple(task_label(t, 97) for t in ("a+b", "a-b", "a*b", "a*a-b"))  # the tasks every decision saw
+NEEDED = {"developed": 3, "unseen": 2}  # tasks at the target for the study's target (issue 39)
 
 
 @dataclass
@@ -224,6 +226,21 @@ def verdicts(task: str, arms: dict[str, list[Seed]], costs: dict[str, float] | N
                    "learning does work": learning, "target met": target}
 
 
+def study_verdict(verdict_rows: list[dict[str, str]]) -> str:
+    """One line: on how many developed and unseen tasks each verdict holds, and whether the study's target is met
+    (a family with fewer tasks run than it needs cannot meet it yet)."""
+    def count(family: str, key: str) -> tuple[int, int]:
+        rows = [r for r in verdict_rows if (r["task"] in DEVELOPED) == (family == "developed")]
+        return sum(r[key] == "yes" for r in rows), len(rows)
+
+    (dev, n_dev), (new, n_new) = count("developed", "target met"), count("unseen", "target met")
+    met = dev >= NEEDED["developed"] and new >= NEEDED["unseen"]
+    learning, n_learning = count("developed", "learning does work")
+    return (f"target met on {dev} of {n_dev} developed mod-97 tasks (needs {NEEDED['developed']}) and {new} of "
+            f"{n_new} unseen tasks (needs {NEEDED['unseen']}): study target {'met' if met else 'not met'}; "
+            f"the learning does work on {learning} of {n_learning} developed tasks")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, help="the arms' grid folder (--out of arms.toml, shuffled.toml, unseen.toml)")
@@ -244,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     if cmp_rows:
         print("\n" + markdown_table(cmp_rows, list(cmp_rows[0])))
     print("\n" + markdown_table(verdict_rows, list(verdict_rows[0])))
+    print("\n" + study_verdict(verdict_rows))
     hosts, split = host_rows(data)
     print("\n" + markdown_table(hosts, list(hosts[0])))
     if split:

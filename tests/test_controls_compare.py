@@ -158,3 +158,19 @@ def test_the_hosts_table_names_which_machine_trained_each_seed_and_flags_a_split
     out = capsys.readouterr().out
     assert "| Xeon (AVX512) | 10, 11, 12 | 7 |" in out
     assert out.rstrip().endswith("seeds whose runs span more than one host (their seconds compare machines): 12")
+
+
+def test_the_study_target_needs_three_developed_tasks_and_two_unseen_ones():
+    mod = _module()
+    def row(task, target, learning="yes"):
+        return {"task": task, "target met": target, "learning does work": learning}
+    developed = [row("(a+b) mod 97", "yes"), row("(a-b) mod 97", "yes"), row("(a*b) mod 97", "no", "no"),
+                 row("(a*a-b) mod 97", "yes")]
+    unseen = [row("(a/b) mod 97", "yes", "not run (shuffled missing)"), row("S5: x∘y", "yes", "not run")]
+    line = mod.study_verdict(developed + unseen)
+    assert line.startswith("target met on 3 of 4 developed mod-97 tasks (needs 3) and 2 of 2 unseen tasks")
+    assert "study target met" in line and line.endswith("the learning does work on 3 of 4 developed tasks")
+    assert "study target not met" in mod.study_verdict(developed + unseen[:1])  # one unseen task is not enough
+    developed[0]["target met"] = "no"
+    assert "study target not met" in mod.study_verdict(developed + unseen)  # two developed tasks are not enough
+    assert set(mod.DEVELOPED) == {"(a+b) mod 97", "(a-b) mod 97", "(a*b) mod 97", "(a*a-b) mod 97"}
