@@ -229,13 +229,13 @@ def verdicts(task: str, arms: dict[str, list[Seed]], costs: dict[str, float] | N
 def study_verdict(verdict_rows: list[dict[str, str]]) -> str:
     """One line: on how many developed and unseen tasks each verdict holds, and whether the study's target is met
     (a family with fewer tasks run than it needs cannot meet it yet)."""
-    def count(family: str, key: str) -> tuple[int, int]:
-        rows = [r for r in verdict_rows if (r["task"] in DEVELOPED) == (family == "developed")]
+    def count(developed: bool, key: str) -> tuple[int, int]:
+        rows = [r for r in verdict_rows if (r["task"] in DEVELOPED) == developed]
         return sum(r[key] == "yes" for r in rows), len(rows)
 
-    (dev, n_dev), (new, n_new) = count("developed", "target met"), count("unseen", "target met")
+    (dev, n_dev), (new, n_new) = count(True, "target met"), count(False, "target met")
     met = dev >= NEEDED["developed"] and new >= NEEDED["unseen"]
-    learning, n_learning = count("developed", "learning does work")
+    learning, n_learning = count(True, "learning does work")
     return (f"target met on {dev} of {n_dev} developed mod-97 tasks (needs {NEEDED['developed']}) and {new} of "
             f"{n_new} unseen tasks (needs {NEEDED['unseen']}): study target {'met' if met else 'not met'}; "
             f"the learning does work on {learning} of {n_learning} developed tasks")
