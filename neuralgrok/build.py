@@ -33,7 +33,7 @@ def build_model(cfg: RunConfig, data: TaskData, cls: type[Transformer] = Transfo
         model = OperandMLP(MLPConfig(data.task.p, inputs, cfg.mlp_hidden))
     else:
         model = cls(ModelConfig(data.vocab_size, data.seq_len, cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.dropout,
-                                cfg.arch))
+                                cfg.arch, cfg.attention))
     if cfg.init_scale != 1.0:  # Omnigrok's initialisation scale: every weight multiplied by alpha
         with torch.no_grad():
             torch._foreach_mul_(list(model.parameters()), cfg.init_scale)

@@ -14,7 +14,7 @@ from .errors import ConfigError, PresetError
 from .losses import LOSSES
 from .methods import METHODS, _FROZEN
 from .mlp import ARCH as MLP_ARCH
-from .model import ARCHS
+from .model import ARCHS, ATTENTION_KERNELS
 from .optim import OPTIMIZERS
 from .options import Option
 from .presets import PAPERS, preset_options
@@ -58,6 +58,10 @@ class BaseConfig:
     d_model: int = opt(128, "transformer width", "model")
     n_heads: int = opt(4, "attention heads", "model")
     dropout: float = opt(0.0, "transformer dropout probability", "model")
+    attention: str = opt("auto", "attention kernel: auto (PyTorch's pick; on CPU the flash kernel) or math (the "
+                                 "composite kernel: the same function, other rounding; on CPU in bf16 a 2.25x faster "
+                                 "step at 12 input tokens, none at 10: experiments/results/bench/attention/)",
+                         "model", choices=ATTENTION_KERNELS)
     init_scale: float = opt(1.0, "multiply every initial weight by this (Omnigrok's alpha)", "model")
     # optimisation
     optimizer: str = opt("adam", "inner optimizer: adam (L2 weight decay, as the published code), adamw (decoupled), sgd",
@@ -300,7 +304,7 @@ def _check_arch_options(cfg: RunConfig) -> None:
     """Model options of the other kind of model are errors, not silently ignored."""
     default = RunConfig()
     if cfg.arch == MLP_ARCH:
-        changed = [f"--{n.replace('_', '-')}" for n in ("n_layers", "d_model", "n_heads", "dropout")
+        changed = [f"--{n.replace('_', '-')}" for n in ("n_layers", "d_model", "n_heads", "dropout", "attention")
                    if getattr(cfg, n) != getattr(default, n)]
         _check(not changed, f"{', '.join(changed)} set the transformer; --arch mlp takes --mlp-hidden")
     else:

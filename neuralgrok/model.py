@@ -11,17 +11,25 @@ LayerNorm and a linear head:
   for the answer position too; the head has no bias.
 - ``prenorm``: the usual pre-norm residual block, ``x = x + Attn(LN1(x))``, default
   ``nn.Linear`` initialisation and a head with bias (this project's first model).
+
+Attention runs through ``F.scaled_dot_product_attention``; ``attention`` picks its kernel: ``auto`` leaves the pick
+to PyTorch (on CPU its flash kernel), ``math`` forces the composite one. They compute the same function with
+different rounding. On CPU in bf16 the flash kernel's backward is slow at 12 input tokens, not at 10: a training step
+of (a*a+a*b+b*b) mod 97 takes 2.25x as long as with ``math`` (``experiments/results/bench/attention/``).
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 ARCHS = ("reference", "prenorm")
+ATTENTION_KERNELS = ("auto", "math")
 
 
 @dataclass
@@ -33,17 +41,21 @@ class ModelConfig:
     n_heads: int = 4
     dropout: float = 0.0
     arch: str = "reference"
+    attention: str = "auto"  # the attention kernel: one of ATTENTION_KERNELS
 
 
-def _causal_attention(qkv: torch.Tensor, n_heads: int, dropout: float, last_only: bool = False) -> torch.Tensor:
+def _causal_attention(qkv: torch.Tensor, n_heads: int, dropout: float, last_only: bool = False,
+                      kernel: str = "auto") -> torch.Tensor:
     """Causal multi-head attention from packed projections (B, T, 3C) -> (B, T, C), heads before projection.
 
     ``last_only``: only the last position's output, (B, 1, C); its query sees every key, as causally.
+    ``kernel``: ``auto`` (PyTorch's pick) or ``math`` (the composite kernel).
     """
     q, k, v = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=n_heads)
     if last_only:
         q = q[:, :, -1:]
-    y = F.scaled_dot_product_attention(q, k, v, is_causal=not last_only, dropout_p=dropout)  # (B, H, T, D)
+    with sdpa_kernel(SDPBackend.MATH) if kernel == "math" else nullcontext():
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=not last_only, dropout_p=dropout)  # (B, H, T, D)
     return rearrange(y, "b h t d -> b t (h d)")
 
 
@@ -52,13 +64,14 @@ class SelfAttention(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_heads = cfg.n_heads
+        self.n_heads, self.kernel = cfg.n_heads, cfg.attention
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
-        y = _causal_attention(self.qkv(x), self.n_heads, self.dropout if self.training else 0.0, last_only)
+        y = _causal_attention(self.qkv(x), self.n_heads, self.dropout if self.training else 0.0, last_only,
+                              self.kernel)
         return self.proj(y)
 
 
@@ -72,7 +85,7 @@ class ReferenceAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         c = cfg.d_model
-        self.n_heads, self.dropout = cfg.n_heads, cfg.dropout
+        self.n_heads, self.dropout, self.kernel = cfg.n_heads, cfg.dropout, cfg.attention
         self.in_proj_weight = nn.Parameter(torch.empty(3 * c, c))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * c))
         self.out_proj = nn.Linear(c, c)
@@ -81,7 +94,8 @@ class ReferenceAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3C)
-        return self.out_proj(_causal_attention(qkv, self.n_heads, self.dropout if self.training else 0.0, last_only))
+        return self.out_proj(_causal_attention(qkv, self.n_heads, self.dropout if self.training else 0.0, last_only,
+                                               self.kernel))
 
 
 def _mlp(cfg: ModelConfig) -> nn.Sequential:
@@ -127,6 +141,8 @@ class Transformer(nn.Module):
             raise ValueError(f"width {cfg.d_model} is not divisible by {cfg.n_heads} heads")
         if cfg.arch not in ARCHS:
             raise ValueError(f"unknown architecture {cfg.arch!r}: choose from {', '.join(ARCHS)}")
+        if cfg.attention not in ATTENTION_KERNELS:
+            raise ValueError(f"unknown attention kernel {cfg.attention!r}: choose from {', '.join(ATTENTION_KERNELS)}")
         self.cfg = cfg
         reference = cfg.arch == "reference"
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)

@@ -101,7 +101,9 @@ def test_mlp_trains_with_the_reference_settings(tmp_path, capsys):
 @pytest.mark.parametrize("extra,named", [(["--arch", "mlp"], "--d-model"),  # TINY sets the transformer's width
                                          (["--mlp-hidden", "8"], "--mlp-hidden"),
                                          (["--arch", "mlp", "--d-model", "128", "--n-layers", "2", "--mlp-hidden",
-                                           "0"], "--mlp-hidden")])
+                                           "0"], "--mlp-hidden"),
+                                         (["--arch", "mlp", "--d-model", "128", "--n-layers", "2", "--attention",
+                                           "math"], "--attention")])
 def test_options_of_the_other_model_are_one_line_errors(tmp_path, capsys, extra, named):
     assert main(["train", "--out", str(tmp_path / "r"), *TINY, *extra]) == 2
     err = capsys.readouterr().err

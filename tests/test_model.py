@@ -1,11 +1,13 @@
 """The transformer: shapes, parameter count, causal masking, and the reference model against an nn.MultiheadAttention oracle."""
 import math
+from contextlib import nullcontext
 
 import pytest
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from neuralgrok.model import ARCHS, ModelConfig, Transformer, answer_logits
+from neuralgrok.model import ARCHS, ATTENTION_KERNELS, ModelConfig, Transformer, answer_logits
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -95,10 +97,12 @@ def _oracle_name(name: str) -> str:
     return ".".join(ORACLE_NAMES.get(part, part) for part in name.split("."))
 
 
-def test_reference_model_matches_multihead_attention_oracle():
+@pytest.mark.parametrize("kernel", ATTENTION_KERNELS)
+@pytest.mark.parametrize("seq_len", [4, 12])
+def test_reference_model_matches_multihead_attention_oracle(kernel, seq_len):
     torch.manual_seed(0)
-    vocab, seq_len, dim, layers, heads = 13, 4, 32, 2, 4
-    ours = Transformer(ModelConfig(vocab, seq_len, layers, dim, heads, arch="reference")).double()
+    vocab, dim, layers, heads = 13, 32, 2, 4
+    ours = Transformer(ModelConfig(vocab, seq_len, layers, dim, heads, arch="reference", attention=kernel)).double()
     oracle = Oracle(vocab, seq_len, dim, layers, heads).double()
     theirs = dict(oracle.named_parameters())
     assert {_oracle_name(n) for n, _ in ours.named_parameters()} == set(theirs)  # same parameters, by role
@@ -133,3 +137,27 @@ def test_reference_initialisation_follows_multihead_attention():
     assert abs(model.tok.weight.std().item() - 1.0) < 0.05  # nn.Embedding's N(0, 1)
     prenorm = Transformer(ModelConfig(99, 4, 2, dim, 4, arch="prenorm"))
     assert prenorm.head.bias is not None and prenorm.pos.weight.shape == (4, dim)
+
+
+def _bf16_step(kernel: str, backend: SDPBackend | None) -> list[torch.Tensor]:
+    """Logits and gradients of one bf16-autocast step of a 12-token model, with ``backend`` forced around it."""
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(13, 12, 2, 32, 4, attention=kernel))
+    x, y = torch.randint(0, 13, (64, 12)), torch.randint(0, 13, (64,))
+    with torch.autocast("cpu", dtype=torch.bfloat16), sdpa_kernel(backend) if backend else nullcontext():
+        logits = answer_logits(model, x)
+    nn.functional.cross_entropy(logits.float(), y).backward()
+    return [logits.detach()] + [p.grad for p in model.parameters()]
+
+
+def test_the_attention_option_picks_the_kernel_and_auto_is_pytorchs_own_pick():
+    auto, math_ = _bf16_step("auto", None), _bf16_step("math", None)
+    assert all(torch.equal(a, b) for a, b in zip(math_, _bf16_step("auto", SDPBackend.MATH)))  # math is the math kernel
+    assert all(torch.equal(a, b) for a, b in zip(auto, _bf16_step("auto", SDPBackend.FLASH_ATTENTION)))  # CPU's pick
+    assert not all(torch.equal(a, b) for a, b in zip(auto, math_))  # other rounding: the option acts
+    assert all(torch.allclose(a.float(), b.float(), atol=0.05, rtol=0.05) for a, b in zip(auto, math_))
+
+
+def test_an_unknown_attention_kernel_is_refused():
+    with pytest.raises(ValueError, match="unknown attention kernel 'fast'"):
+        Transformer(ModelConfig(13, 4, 1, 32, 4, attention="fast"))
