@@ -25,6 +25,7 @@ baseline at its chosen setting; seeds 10-19 on the four mod-97 tasks, 10-14 with
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from collections import defaultdict
@@ -215,6 +216,12 @@ def extension_commands(waiting: list[Candidate], grid: str, folder: Path) -> lis
     return commands
 
 
+def task_options(study: StudySet) -> dict[str, dict]:
+    """Each task's options in the tuning grid besides its task and modulus (its attention kernel): the arms keep them."""
+    tasks = load(GRIDS / f"{study.tuning_grid}.toml")["tasks"]
+    return {name: {k: v for k, v in table.items() if k not in ("task", "p")} for name, table in tasks.items()}
+
+
 def arms_grid(study: StudySet, slow: float, decay: float, picks: dict[tuple[str, str], Candidate]) -> str:
     """The arms' grid as TOML text: every value in it comes from the selections above."""
     seeds = ", ".join(map(str, study.seeds))
@@ -226,8 +233,10 @@ def arms_grid(study: StudySet, slow: float, decay: float, picks: dict[tuple[str,
              " --jobs 1", "", "[grid]", f"tasks = [{', '.join(f'{n!r}' for n in study.tasks.values())}]".replace("'", '"'),
              f"methods = [{methods}]", f"seeds = [{seeds}]", "", "[defaults]", 'mixed_precision = "bf16"',
              "max_steps = 8000", "eval_every = 10", ""]
+    extra = task_options(study)
     for task, name in study.tasks.items():
         lines += [f"[tasks.{name}]", f'task = "{task}"'] + ([] if task.startswith("s5_") else ["p = 97"])
+        lines += [f"{key} = {json.dumps(value)}" for key, value in extra.get(name, {}).items()]
     coefficients = ['method = "neuralgrok"', "weight_decay = 1e-3", 'amp_features = "g,slow,theta"',
                     'amp_form = "coefficients"', 'amp_theta_ref = "init"', "freeze_amplifier = true"]
     lines += ["", "[methods.learnt]", 'label = "learnt coefficients (builtin:coefficients-add97) frozen"',

@@ -184,6 +184,9 @@ def test_the_unseen_grid_runs_adamw_beside_the_two_coefficient_arms_on_seeds_10_
     assert len(configs) == 5 * 3 * 5 and {n.split("-")[1] for n in configs} == {"learnt", "tuned_form", "adamw"}
     assert configs["s5_conjugate-adamw-s14"].p == 120 and configs["s5_conjugate-adamw-s14"].weight_decay == 4.0
     assert configs["div-learnt-s10"].task == "a/b" and configs["div-learnt-s10"].p == 97
+    # the tuning grid's kernel for (a*a+a*b+b*b) carries to every arm of that task, and to no other task
+    assert {cfg.attention for n, cfg in configs.items() if n.startswith("square_sum-")} == {"math"}
+    assert {cfg.attention for n, cfg in configs.items() if not n.startswith("square_sum-")} == {"auto"}
 
 
 def test_the_command_prints_every_candidate_and_writes_the_grid(tmp_path, monkeypatch, capsys):
