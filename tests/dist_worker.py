@@ -14,7 +14,9 @@ state_dir, run_dir, options = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 trainer = Trainer(resolve_train_args(parser().parse_args(["train", *options])), run_dir, quiet=True)
 trainer.run()
 acc = trainer.acc
+kernels = sorted({m.kernel for m in acc.unwrap_model(trainer.model).modules() if hasattr(m, "kernel")})
 state_dir.mkdir(parents=True, exist_ok=True)
 torch.save({"world": acc.num_processes, "type": acc.distributed_type.value,
-            "params": [p.detach().clone() for p in trainer.params], "transform": trainer.transform.state_dict()},
+            "params": [p.detach().clone() for p in trainer.params], "kernels": kernels,
+            "transform": trainer.transform.state_dict()},
            state_dir / f"rank{acc.process_index}.pt")

@@ -24,6 +24,8 @@ METHODS = {"standard": [], "grokfast_ema": ["--method", "grokfast_ema"],
            "neuralgrok_features": ["--method", "neuralgrok", "--amp-features", "g,slow,theta,step,tensor",
                                    "--amp-hidden", "8,8", "--meta-every", "2"],
            # meta steps from the first evaluation (step 10): the gate must open on every rank at once
+           # the math attention kernel (--attention math) acts inside build_model, which both paths share
+           "math_attention": ["--attention", "math"],
            "neuralgrok_gated": ["--method", "neuralgrok", "--amp-features", "g,slow,theta", "--amp-form",
                                 "coefficients", "--meta-every", "2", "--meta-start-acc", "0.01"]}
 
@@ -72,6 +74,7 @@ def test_two_processes_match_one(method, tmp_path):
         for key in ("train_loss", "test_loss", "weight_norm", "age_raw_scaled"):
             assert r2[key] == pytest.approx(r1[key], rel=1e-3), key
         assert abs(r2["test_acc"] - r1["test_acc"]) <= 0.02
+    assert [s["kernels"] for s in (*two, *one)] == [["math" if method == "math_attention" else "auto"]] * 3
     if method.startswith("neuralgrok"):
         assert rows2[-1]["outer_loss"] == pytest.approx(rows1[-1]["outer_loss"], rel=1e-3)
     if method == "neuralgrok_gated":
