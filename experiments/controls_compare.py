@@ -21,7 +21,8 @@ study's README says which did); CPU seconds, which other work on the machine doe
 them.  With ``--bench`` (``experiments/bench_methods.py``'s bench.json over the arms' grid cells) each comparison
 also shows the benchmark-priced ratio: the steps ratio times the two arms' measured milliseconds a step.
 Last, which host (CPU and instruction set, from each run's summary) trained which seeds, naming any seed whose runs
-span more than one host.
+span more than one host. With ``--figure PATH`` it also draws every run's steps to 95%, one panel a task, one row an
+arm, beside each arm's lowest test accuracy after first reaching 95%.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from pathlib import Path
 from neuralgrok.aggregate import first_row_at, load_run, markdown_table, task_label
 from neuralgrok.claims import mann_whitney_less, median_ratio_interval, stability, steps_or_cap
 from neuralgrok.clock import CLOCK_FIELDS
+from neuralgrok.figures import _save_figure, _task_grid
 from neuralgrok.runfolder import grid_runs
 
 LEARNT, TUNED, SHUFFLED = "learnt", "tuned_form", "shuffled"
@@ -241,11 +243,57 @@ def study_verdict(verdict_rows: list[dict[str, str]]) -> str:
             f"the learning does work on {learning} of {n_learning} developed tasks")
 
 
+ARM_COLOURS = {LEARNT: "#d62728", TUNED: "#ff9896", SHUFFLED: "#c5b0d5", "adamw": "#8c564b",
+               "orthograd": "#17becf", "grokfast_ma": "#ff7f0e"}  # other arms grey
+
+
+def plot_steps(data: dict[str, dict[str, list[Seed]]], path: Path) -> dict[str, list[tuple]]:
+    """Every run's steps to 95% (log axis; a run without 95% as an open triangle at its cap), each arm's median as a
+    bar, and its lowest test accuracy after first reaching 95% at the right; returns task -> the rows drawn, top to
+    bottom: (arm, [(steps, reached)], median steps, lowest accuracy after 95% or None)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    tasks = sorted(data)
+    plt, fig, axes = _task_grid(len(tasks))
+    drawn = {}
+    for ax, task in zip(axes.flat, tasks):
+        order = sorted(data[task], key=lambda a: (a != LEARNT, a != TUNED, a != SHUFFLED, a), reverse=True)
+        drawn[task] = []
+        for y, arm in enumerate(order):
+            seeds, colour = data[task][arm], ARM_COLOURS.get(arm, "0.5")
+            hit = [s.steps for s in seeds if s.reached]
+            miss = [s.steps - 0.5 for s in seeds if not s.reached]
+            ax.plot(hit, [y] * len(hit), "o", color=colour, ms=5, alpha=0.8)
+            ax.plot(miss, [y] * len(miss), ">", mfc="none", color=colour, ms=7)
+            median = statistics.median(s.steps for s in seeds)
+            ax.plot([median], [y], "|", color="k", ms=16, mew=2)
+            lows = [s.lowest_after for s in seeds if s.lowest_after is not None]
+            low = min(lows) if lows else None
+            ax.annotate("–" if low is None else f"{low:.2f}", (1.01, y), xycoords=("axes fraction", "data"),
+                        va="center", fontsize=8)
+            drawn[task].insert(0, (arm, [(s.steps, s.reached) for s in seeds], median, low))
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator([100, 200, 300, 500, 1000, 2000, 3000, 5000, 10000, 20000]))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_yticks(range(len(order)), order, fontsize=8)
+        ax.set(title=task, xlabel="steps to 95% test accuracy (log)", ylim=(-0.6, len(order) - 0.4))
+        ax.annotate("lowest\nafter 95%", (1.01, len(order) - 0.45), xycoords=("axes fraction", "data"),
+                    va="bottom", fontsize=7)
+        ax.grid(alpha=0.3, axis="x", lw=0.4, which="both")
+    fig.suptitle("dots: seeds; open triangles: no 95% by the cap; bars: medians", fontsize=9)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+    return drawn
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, help="the arms' grid folder (--out of arms.toml, shuffled.toml, unseen.toml)")
     ap.add_argument("--bench", type=Path, help="bench_methods.py's bench.json over the arms' grid cells: adds the "
                                               "benchmark-priced ratios")
+    ap.add_argument("--figure", type=Path, help="also draw every run's steps to 95% per task and arm to this PNG")
     args = ap.parse_args(argv)
     costs = step_costs(args.bench) if args.bench else None
     data = outcomes(args.folder)
@@ -267,6 +315,9 @@ def main(argv: list[str] | None = None) -> None:
     if split:
         print(f"\nseeds whose runs span more than one host (their seconds compare machines): "
               f"{', '.join(map(str, split))}")
+    if args.figure:
+        plot_steps(data, args.figure)
+        print(f"\nwrote {args.figure}")
 
 
 if __name__ == "__main__":

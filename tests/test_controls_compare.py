@@ -174,3 +174,20 @@ def test_the_study_target_needs_three_developed_tasks_and_two_unseen_ones():
     developed[0]["target met"] = "no"
     assert "study target not met" in mod.study_verdict(developed + unseen)  # two developed tasks are not enough
     assert set(mod.DEVELOPED) == {"(a+b) mod 97", "(a-b) mod 97", "(a*b) mod 97", "(a*a-b) mod 97"}
+
+
+def test_the_figure_draws_every_run_of_every_arm_with_its_median_and_lowest_accuracy(tmp_path):
+    mod = _module()
+    for seed in range(10, 13):
+        _run(tmp_path, "div", "learnt", seed, 600 + 10 * seed, dip=0.4 if seed == 11 else None)
+        _run(tmp_path, "div", "adamw", seed, None if seed == 12 else 300)
+    _run(tmp_path, "add", "tuned_form", 10, 700)
+    figure = tmp_path / "steps.png"
+    mod.main([str(tmp_path), "--figure", str(figure)])
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = mod.plot_steps(mod.outcomes(tmp_path), tmp_path / "again.png")
+    assert list(drawn) == ["(a+b) mod 97", "(a/b) mod 97"]
+    learnt, adamw = drawn["(a/b) mod 97"]  # the learnt arm on top
+    assert learnt == ("learnt", [(700, True), (710, True), (720, True)], 710, 0.4)
+    assert adamw == ("adamw", [(300, True), (300, True), (8000.5, False)], 300, 0.99)  # a miss ranks slowest
+    assert drawn["(a+b) mod 97"] == [("tuned_form", [(700, True)], 700, 0.99)]
