@@ -27,6 +27,7 @@ _OTHER_COLOURS = ("#ff7f0e", "#17becf", "#e377c2", "#aec7e8", "#ffbb78", "#98df8
 _DPI = 120
 _TERM_COLOURS = {"slow": "#1f77b4", "decay": "#8c564b"}  # the coefficient form's terms
 _LEGEND_CHARS, _TITLE_CHARS, _TICK_CHARS = 48, 60, 24  # longer legend labels, titles, tick labels wrap in a panel
+_LEGEND_INSIDE = 7  # a panel's legend with more entries goes beside it, where it hides no curve
 
 
 def _wrap(text: str, width: int) -> str:
@@ -104,8 +105,16 @@ def _method_legend(ax, groups: list[Group], colours: dict[str, str], extra: list
         return _wrap(f"{g.label} (n={len(g.finished)}" + (f", {len(g.running)} running)" if g.running else ")"),
                      _LEGEND_CHARS)
 
-    handles = [Line2D([], [], color=colours[g.label], lw=2, label=text(g)) for g in groups]
-    ax.legend(handles=handles + (extra or []), fontsize=8, loc="best", framealpha=0.85)
+    handles = [Line2D([], [], color=colours[g.label], lw=2, label=text(g)) for g in groups] + (extra or [])
+    if len(handles) <= _LEGEND_INSIDE:
+        ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
+        return
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig = ax.figure  # a long legend beside its panel, the figure widened for it once (tight_layout fits both)
+    if not getattr(fig, "_legends_outside", False):
+        fig._legends_outside = True
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width * 1.6, height)
 
 
 def _task_grid(n_tasks: int):
@@ -290,23 +299,23 @@ def plot_amplifier_shapes(shapes: dict[str, list[tuple[str, int, list[float], li
     plt.close(fig)
 
 
-def plot_amplifier_coefficients(found: list[tuple[str, str, int, list[str], dict[str, list[float]]]],
-                                path: Path) -> None:
-    """One panel per run of the coefficient form: its learnt coefficient of each term, tensor by tensor."""
+def plot_amplifier_coefficients(found: list[tuple[str, list[str], dict[str, list[float]]]], path: Path) -> None:
+    """One panel per distinct set of the coefficient form's values (titled with the runs that hold it): its learnt
+    coefficient of each term, tensor by tensor."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(found), 1, figsize=(max(8.0, 0.45 * max(len(f[3]) for f in found)), 3.6 * len(found)),
+    fig, axes = plt.subplots(len(found), 1, figsize=(max(8.0, 0.45 * max(len(f[1]) for f in found)), 3.6 * len(found)),
                              squeeze=False)
-    for ax, (task, label, seed, names, terms) in zip(axes[:, 0], found):
+    for ax, (title, names, terms) in zip(axes[:, 0], found):
         width = 0.8 / len(terms)
         for k, (term, values) in enumerate(terms.items()):
             ax.bar([i + (k - (len(terms) - 1) / 2) * width for i in range(len(names))], values, width,
                    label=f"{term} coefficient", color=_TERM_COLOURS.get(term, "#7f7f7f"))
         ax.axhline(0.0, color="0.4", lw=0.6)
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-        ax.set(title=f"{task}: {label} s{seed} (0: gradient normalisation)", ylabel="learnt coefficient")
+        ax.set(title=_wrap(f"{title} (0: gradient normalisation)", 2 * _TITLE_CHARS), ylabel="learnt coefficient")
         ax.grid(axis="y", alpha=0.3, lw=0.4)
         ax.legend(fontsize=8, loc="best", framealpha=0.85)
     fig.tight_layout()

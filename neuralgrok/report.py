@@ -242,15 +242,17 @@ def amplifier_shapes(grouped) -> dict[str, list[tuple[str, int, list[float], lis
     return shapes
 
 
-def amplifier_coefficients(grouped) -> list[tuple[str, str, int, list[str], dict[str, list[float]]]]:
-    """(task, label, seed, parameter names, {term: coefficient per tensor}) of each finished coefficient-form run."""
+def amplifier_coefficients(grouped) -> list[tuple[str, list[str], dict[str, list[float]]]]:
+    """(title, parameter names, {term: coefficient per tensor}) of each distinct set of coefficients that finished
+    coefficient-form runs hold: runs with the same label and the same numbers (a frozen set used on many tasks and
+    seeds) share one entry, titled with all of their tasks and seeds."""
     from safetensors.torch import load_file
 
     from .bilevel import AMPLIFIER_FILE, AMPLIFIER_META
     from .config import from_json
     from .feature_amplifier import CoefficientAmplifier
     from .build import build_model, task_data
-    found = []
+    found: dict[tuple, tuple[dict[str, None], set[int]]] = {}  # (label, names, terms) -> (tasks in order, seeds)
     for task, groups in grouped.items():
         for g in groups:
             for r in g.finished:
@@ -264,5 +266,20 @@ def amplifier_coefficients(grouped) -> list[tuple[str, str, int, list[str], dict
                     names = [n for n, p in build_model(cfg, task_data(cfg)).named_parameters() if p.requires_grad]
                 amp = CoefficientAmplifier(tuple(info["features"]))
                 amp.load_state_dict(load_file(r.path / AMPLIFIER_FILE))
-                found.append((task, g.label, r.config.get("seed", 0), names, amp.per_tensor(len(names))))
-    return found
+                terms = amp.per_tensor(len(names))
+                key = (g.label, tuple(names), tuple((k, tuple(v)) for k, v in terms.items()))
+                tasks, seeds = found.setdefault(key, ({}, set()))
+                tasks[task] = None
+                seeds.add(r.config.get("seed", 0))
+    return [(f"{', '.join(tasks)}: {label} {_seed_list(seeds)}", list(names), {k: list(v) for k, v in terms})
+            for (label, names, terms), (tasks, seeds) in found.items()]
+
+
+def _seed_list(seeds: set[int]) -> str:
+    """``s3`` for one seed, ``s10-19`` for a run of them, else ``s1, 4, 7``."""
+    ordered = sorted(seeds)
+    if len(ordered) == 1:
+        return f"s{ordered[0]}"
+    if ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"s{ordered[0]}-{ordered[-1]}"
+    return "s" + ", ".join(map(str, ordered))

@@ -510,3 +510,46 @@ def test_long_method_labels_stay_inside_the_figures(tmp_path, monkeypatch):
             extent = item.get_window_extent(renderer)
             assert fig.bbox.x0 - 1 <= extent.x0 and extent.x1 <= fig.bbox.x1 + 1, item
             assert fig.bbox.y0 - 1 <= extent.y0 and extent.y1 <= fig.bbox.y1 + 1, item
+
+
+def test_runs_that_hold_the_same_coefficients_share_one_panel(tmp_path, monkeypatch):
+    """A frozen set used on two tasks is drawn once, titled with both; a set that trained on is drawn on its own."""
+    from neuralgrok import figures as figures_module
+
+    coef = ["--method", "neuralgrok", "--amp-features", "g,slow,theta", "--amp-form", "coefficients",
+            "--max-steps", "20", "--meta-every", "2", "--meta-lr", "1e-2"]
+    learnt = tmp_path / "learnt"
+    assert main(["train", "--out", str(learnt), *TINY, *coef]) == 0
+    frozen = [tmp_path / f"frozen_{t}" for t in ("add", "sub")]
+    for out, task in zip(frozen, ("a+b", "a-b")):
+        assert main(["train", "--out", str(out), *TINY, *coef, "--task", task, "--amplifier", str(learnt),
+                     "--freeze-amplifier", "--label", "frozen set"]) == 0
+    figures = {}
+    monkeypatch.setattr(figures_module, "_save_figure", lambda fig, path: figures.__setitem__(path.name, fig))
+    build_report([learnt, *frozen], tmp_path / "report")
+    titles = sorted(ax.get_title() for ax in figures["amplifier_coefficients.png"].axes)
+    assert len(titles) == 2, titles  # three runs, two distinct sets of numbers
+    assert titles[0].startswith("(a+b) mod 23, (a-b) mod 23: frozen set s0")
+    assert titles[1].startswith("(a+b) mod 23:") and "frozen" not in titles[1]
+
+
+def test_a_long_legend_sits_beside_its_panel_inside_the_figure(tmp_path, monkeypatch):
+    """Eight methods and the train/test key: the legend leaves the panel (where it would hide curves) and stays
+    inside the widened figure; five stay inside the panel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from neuralgrok import figures as figures_module
+
+    for n in (8, 3):
+        figures = {}
+        monkeypatch.setattr(figures_module, "_save_figure", lambda fig, path: figures.__setitem__(path.name, fig))
+        dirs = [_make_run(tmp_path, f"n{n}-r{i}", method="standard", seed=0, s95=400, s99=500, spp=0.05,
+                          max_steps=1000, label=f"method {i}") for i in range(n)]
+        build_report(dirs, tmp_path / f"report{n}")
+        fig = figures["accuracy.png"]
+        (ax,) = [a for a in fig.axes if a.get_visible()]
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        legend, panel = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert len(ax.get_legend().get_texts()) == n + 2
+        assert (legend.x0 >= panel.x1) == (n + 2 > figures_module._LEGEND_INSIDE)
+        assert fig.bbox.x0 - 1 <= legend.x0 and legend.x1 <= fig.bbox.x1 + 1
