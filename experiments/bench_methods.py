@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from neuralgrok.aggregate import task_label
 from neuralgrok.config import build
 from neuralgrok.runfolder import host_description
 from neuralgrok.sweep.grid import expand, parse_only
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench-methods-") as tmp:
-        trainers = [Trainer(build(cell_options(spec, args.task)), Path(tmp) / str(i), quiet=True) for i, spec in enumerate(args.cells)]
+        options = [cell_options(spec, args.task) for spec in args.cells]
+        trainers = [Trainer(build(o), Path(tmp) / str(i), quiet=True) for i, o in enumerate(options)]
         times: list[list[float]] = [[] for _ in trainers]
         for rep in range(args.reps + 1):
             for t, out in zip(trainers, times):
@@ -66,13 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     host = host_description()
     lines = [f"{host['cpu']} ({host['isa']}), torch {torch.__version__}, {args.threads} thread(s); "
              f"median of {args.reps} interleaved blocks of {args.block} steps", "",
-             "| cell | ms a step | × first |", "|---|---|---|"]
-    lines += [f"| `{spec}` | {m:.1f} | {m / ms[0]:.2f} |" for spec, m in zip(args.cells, ms)]
+             "| cell | task | ms a step | × first |", "|---|---|---|---|"]
+    tasks = [task_label(o["task"], o.get("p")) for o in options]
+    lines += [f"| `{spec}` | {t} | {m:.1f} | {m / ms[0]:.2f} |" for spec, t, m in zip(args.cells, tasks, ms)]
     print("\n".join(lines))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        rows = [{"cell": spec, "ms_per_step": m, "ratio": m / ms[0], "blocks_ms": [1e3 * x for x in t]}
-                for spec, m, t in zip(args.cells, ms, times)]
+        rows = [{"cell": spec, "task": task, "ms_per_step": m, "ratio": m / ms[0], "blocks_ms": [1e3 * x for x in t]}
+                for spec, task, m, t in zip(args.cells, tasks, ms, times)]
         (args.out / "bench.json").write_text(json.dumps({"block": args.block, "threads": args.threads, "host": host,
                                                          "rows": rows}, indent=1) + "\n")
         (args.out / "bench.md").write_text("\n".join(lines) + "\n")

@@ -19,7 +19,8 @@ other arm by steps (with p <= 0.05) and the wall-clock ratio to the best other a
 Wall-clock seconds are measured only when the arms ran one run pinned per core on an otherwise idle machine (the
 study's README says which did); CPU seconds, which other work on the machine does not inflate, are the check beside
 them.  With ``--bench`` (``experiments/bench_methods.py``'s bench.json over the arms' grid cells) each comparison
-also shows the benchmark-priced ratio: the steps ratio times the two arms' measured milliseconds a step.
+also shows the benchmark-priced ratio: the steps ratio times the two arms' measured milliseconds a step, on the
+task's own benchmark where one was given (its rows name the task), else on a benchmark whose rows name none.
 Last, which host (CPU and instruction set, from each run's summary) trained which seeds, naming any seed whose runs
 span more than one host. With ``--figure PATH`` it also draws every run's steps to 95%, one panel a task, one row an
 arm, beside each arm's lowest test accuracy after first reaching 95%.
@@ -162,10 +163,20 @@ def _ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-def step_costs(bench: Path) -> dict[str, float]:
-    """Arm name -> ms a step from a bench_methods.py bench.json (its cells ``GRID:ARM[+overrides]``)."""
-    rows = json.loads(bench.read_text())["rows"]
-    return {row["cell"].rsplit(":", 1)[1].split("+")[0]: row["ms_per_step"] for row in rows}
+def step_costs(benches: list[Path]) -> dict[str | None, dict[str, float]]:
+    """Task label -> arm name -> ms a step, from bench_methods.py's bench.json files (cells ``GRID:ARM[+overrides]``).
+    A row names the task it trained since session twenty-four; an older file's rows come under None, the costs
+    for every task that no file benchmarked itself."""
+    costs: dict[str | None, dict[str, float]] = defaultdict(dict)
+    for bench in benches:
+        for row in json.loads(bench.read_text())["rows"]:
+            costs[row.get("task")][row["cell"].rsplit(":", 1)[1].split("+")[0]] = row["ms_per_step"]
+    return dict(costs)
+
+
+def task_costs(costs: dict[str | None, dict[str, float]] | None, task: str) -> dict[str, float] | None:
+    """The step costs that price ``task``: its own benchmark's, else the untasked one's, else None."""
+    return None if not costs else costs.get(task, costs.get(None))
 
 
 def seconds_ratio(mine: list[Seed], theirs: list[Seed], clock: str = "elapsed_s") -> float | None:
@@ -291,8 +302,9 @@ def plot_steps(data: dict[str, dict[str, list[Seed]]], path: Path) -> dict[str, 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, help="the arms' grid folder (--out of arms.toml, shuffled.toml, unseen.toml)")
-    ap.add_argument("--bench", type=Path, help="bench_methods.py's bench.json over the arms' grid cells: adds the "
-                                              "benchmark-priced ratios")
+    ap.add_argument("--bench", type=Path, nargs="+", help="bench_methods.py's bench.json files over the arms' grid "
+                    "cells, one per task benchmarked: adds the benchmark-priced ratios (a file whose rows name no "
+                    "task prices every task without its own)")
     ap.add_argument("--figure", type=Path, help="also draw every run's steps to 95% per task and arm to this PNG")
     args = ap.parse_args(argv)
     costs = step_costs(args.bench) if args.bench else None
@@ -302,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, cmp_rows, verdict_rows = [], [], []
     for task, arms in sorted(data.items()):
         rows += arm_rows(task, arms)
-        shown, verdict = verdicts(task, arms, costs)
+        shown, verdict = verdicts(task, arms, task_costs(costs, task))
         cmp_rows += [c.row(task) for c in shown]
         verdict_rows.append(verdict)
     print(markdown_table(rows, list(rows[0])))
@@ -310,6 +322,10 @@ def main(argv: list[str] | None = None) -> None:
         print("\n" + markdown_table(cmp_rows, list(cmp_rows[0])))
     print("\n" + markdown_table(verdict_rows, list(verdict_rows[0])))
     print("\n" + study_verdict(verdict_rows))
+    own = [task for task in sorted(data) if costs and task in costs]
+    if own:
+        print(f"\nbenchmark-priced at their own step costs: {', '.join(own)}; any other task at those of the "
+              f"benchmark that names no task" + ("" if None in costs else " (none given: not priced)"))
     hosts, split = host_rows(data)
     print("\n" + markdown_table(hosts, list(hosts[0])))
     if split:

@@ -74,7 +74,7 @@ def test_the_benchmark_priced_ratio_is_the_steps_ratio_at_the_benchmarked_step_c
     rows = [{"cell": f"experiments/grids/controls/arms.toml:{arm}", "ms_per_step": ms}
             for arm, ms in (("learnt", 60.0), ("tuned_form", 60.0), ("adamw", 50.0))]
     (tmp_path / "bench.json").write_text(json.dumps({"rows": rows}))
-    assert mod.step_costs(tmp_path / "bench.json") == {"learnt": 60.0, "tuned_form": 60.0, "adamw": 50.0}
+    assert mod.step_costs([tmp_path / "bench.json"]) == {None: {"learnt": 60.0, "tuned_form": 60.0, "adamw": 50.0}}
     mod.main([str(tmp_path / "arms"), "--bench", str(tmp_path / "bench.json")])
     adamw_row = next(line for line in capsys.readouterr().out.splitlines() if "| adamw | 0.64 |" in line)
     assert adamw_row.rstrip(" |").endswith(f"{545 / 845 * 60 / 50:.2f}")  # 0.77
@@ -191,3 +191,22 @@ def test_the_figure_draws_every_run_of_every_arm_with_its_median_and_lowest_accu
     assert learnt == ("learnt", [(700, True), (710, True), (720, True)], 710, 0.4)
     assert adamw == ("adamw", [(300, True), (300, True), (8000.5, False)], 300, 0.99)  # a miss ranks slowest
     assert drawn["(a+b) mod 97"] == [("tuned_form", [(700, True)], 700, 0.99)]
+
+
+def test_a_task_with_its_own_benchmark_is_priced_at_its_own_step_costs(tmp_path, capsys):
+    mod = _module()
+    fast, slow = [500 + 10 * i for i in range(10)], [1000 + 10 * i for i in range(10)]
+    _arms(tmp_path / "arms", "add", fast, slow, slow[:5], [800 + 10 * i for i in range(10)])
+    _arms(tmp_path / "arms", "div", fast, slow, slow[:5], [800 + 10 * i for i in range(10)])
+    untasked = [{"cell": f"arms.toml:{arm}", "ms_per_step": ms} for arm, ms in (("learnt", 60.0), ("adamw", 50.0))]
+    div = [{"cell": f"unseen.toml:{arm}", "task": "(a/b) mod 97", "ms_per_step": ms}
+           for arm, ms in (("learnt", 40.0), ("adamw", 80.0))]
+    (tmp_path / "old.json").write_text(json.dumps({"rows": untasked}))
+    (tmp_path / "div.json").write_text(json.dumps({"rows": div}))
+    mod.main([str(tmp_path / "arms"), "--bench", str(tmp_path / "old.json"), str(tmp_path / "div.json")])
+    out = capsys.readouterr().out
+    priced = {line.split("|")[1].strip(): line.rstrip(" |").rsplit("|", 1)[1].strip()
+              for line in out.splitlines() if "| adamw | 0.64 |" in line}
+    assert priced == {"(a+b) mod 97": f"{545 / 845 * 60 / 50:.2f}", "(a/b) mod 97": f"{545 / 845 * 40 / 80:.2f}"}
+    assert "benchmark-priced at their own step costs: (a/b) mod 97;" in out
+    assert mod.task_costs(mod.step_costs([tmp_path / "div.json"]), "(a+b) mod 97") is None  # never another task's
