@@ -18,7 +18,9 @@ stopped at the lower cap without 95% is counted, for its setting's best case, as
 setting whose best case still loses to the best setting without such seeds (each of its seeds reached 95% or ran to
 the grid's cap) cannot be the pick: it is listed as pruned.  Any other such setting must be taken on to the cap
 first; ``--extensions`` prints the commands, most promising first: running the first free one, then asking again,
-extends the fewest runs.  It refuses (one line) while a grid's runs are missing or unfinished, or while a pick
+extends the fewest runs. ``--extensions --to N`` takes them on in stages (to N steps first): a run stopped at N
+without 95% has its best case at N + 1, so a setting that reached 95% on every seed before N prunes it, and the pick
+is the same as taking every run to the cap at once.  It refuses (one line) while a grid's runs are missing or unfinished, or while a pick
 waits on an extension.  ``--write`` writes the arms' grid: the learnt coefficients, the tuned form and each
 baseline at its chosen setting; seeds 10-19 on the four mod-97 tasks, 10-14 with AdamW alone on the unseen ones.
 """
@@ -201,18 +203,22 @@ def refuse_while_waiting(waiting: list[Candidate]) -> None:
                  f"{next(e for e in waiting[0].early if e)}); take them on to the cap: add --extensions for the commands")
 
 
-def extension_commands(waiting: list[Candidate], grid: str, folder: Path) -> list[str]:
-    """One ``neuralgrok grid --only`` command per waiting setting, taking its early-stopped seeds on to the cap.
+def extension_commands(waiting: list[Candidate], grid: str, folder: Path, to: int | None = None) -> list[str]:
+    """One ``neuralgrok grid --only`` command per waiting setting, taking its early-stopped seeds on to the cap, or
+    with ``to`` (a stage) only those stopped below ``to`` on to ``to`` (settings with none are left out).
 
     In ``settle``'s order; running only the first that no other process holds, then asking again, extends fewest.
     """
     commands = []
     for c in waiting:
-        names = [e for e in c.early if e]
+        names = [e for e, steps in zip(c.early, c.steps) if e and (to is None or steps - 0.5 < to)]
+        if not names:
+            continue
         task, method = names[0].split("-")[:2]  # a cell is TASK-METHOD-wdVALUE-sSEED
         seeds = ",".join(n.rsplit("-s", 1)[1] for n in names)
         commands.append(f"neuralgrok grid experiments/grids/controls/{grid}.toml --out {folder} --jobs 1 "
-                        f"--only task={task} method={method} wd={c.decay:g} seed={seeds}")
+                        f"--only task={task} method={method} wd={c.decay:g} seed={seeds}"
+                        + (f" --max-steps {to}" if to else ""))
     return commands
 
 
@@ -265,14 +271,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--extensions", action="store_true",
                     help="print the commands that take the early-stopped runs that could still be picked to the cap, "
                          "best first (settings with a run still training are left out; a last line counts those runs)")
+    ap.add_argument("--to", type=int, help="with --extensions: a stage, taking only the runs stopped below this "
+                                           "many steps on to it (asking again after it prunes as the first pass does)")
     args = ap.parse_args(argv)
     study = SETS[args.set]
+    if args.to is not None and not (args.extensions and 0 < args.to < study.tuning_cap):
+        ap.error(f"--to needs --extensions and a stage between 0 and the tuning cap {study.tuning_cap}, got {args.to}")
     if args.extensions:  # the commands alone, one a line, and how many runs are being extended elsewhere
         runs = finished_runs(args.tuning, study.tuning_runs, unfinished_ok=True)
         busy = {setting(r) for r in runs if not r.finished}  # left out until they finish
         _, _, waiting = settle([c for c in candidates([r for r in runs if r.finished], study.tuning_cap)
                                 if (c.family, c.task, c.lr, c.decay) not in busy])
-        print("\n".join(extension_commands(waiting, study.tuning_grid, args.tuning)
+        print("\n".join(extension_commands(waiting, study.tuning_grid, args.tuning, args.to)
                         + [f"# {sum(not r.finished for r in runs)} runs being extended"] * bool(busy)))
         return
     cands = candidates(finished_runs(args.tuning, study.tuning_runs), study.tuning_cap)

@@ -203,3 +203,42 @@ def test_the_command_prints_every_candidate_and_writes_the_grid(tmp_path, monkey
     assert "| AdamW | a+b | 0.002 | 1 | 1000 / 2200 | 2 |  |" in printed
     text = out.read_text()
     assert 'amp_init_slow = 0.2' in text and '[cells."add/adamw"]' in text and '[cells."mul/orthograd"]' in text
+
+
+def test_extensions_in_stages_take_runs_to_the_stage_and_a_leader_before_it_prunes_the_rest(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """Every setting stopped at 1,500 (as on the unseen tasks); stage 3,000 first. One setting reaches 95% on both
+    seeds by 2,500: the settings stopped at 3,000 without 95% (best case 3,001) can no longer be picked, and the
+    pick is the one taking every run to the cap would make."""
+    mod = _module()
+    adamw = {"method": "standard", "optimizer": "adamw", "task": "a*a+a*b+b*b"}
+
+    def run(wd, seed, s95, steps):
+        name = f"square_sum-adamw_lr1-wd{wd:g}-s{seed}"
+        if (tmp_path / "runs" / name).exists():
+            import shutil
+            shutil.rmtree(tmp_path / "runs" / name)
+        _run(tmp_path, name, {**adamw, "lr": 1e-3, "weight_decay": wd, "seed": seed}, s95, steps)
+
+    for wd in (1.0, 2.0, 3.0):
+        for seed in (0, 1):
+            run(wd, seed, None, 1500)
+    monkeypatch.setitem(mod.SETS, "unseen", dataclasses.replace(mod.SETS["unseen"], tuning_runs=6))
+    mod.main([str(tmp_path), str(tmp_path), "--set", "unseen", "--extensions", "--to", "3000"])
+    staged = capsys.readouterr().out.splitlines()
+    assert len(staged) == 3 and all(c.endswith("seed=0,1 --max-steps 3000") for c in staged)
+    grid = load(mod.GRIDS / "tune_unseen.toml")  # each names exactly its two cells of the real grid
+    words = staged[1].split()
+    only = words[words.index("--only") + 1:words.index("--max-steps")]
+    assert [c.name for c in expand(grid, parse_only(only))] == [f"square_sum-adamw_lr1-wd2-s{s}" for s in (0, 1)]
+    run(1.0, 0, None, 3000), run(1.0, 1, None, 3000)  # stage done: decay 1 and 3 miss, decay 2 reaches 95%
+    run(2.0, 0, 2400, 6000), run(2.0, 1, 2600, 6000)
+    run(3.0, 0, None, 3000), run(3.0, 1, None, 3000)
+    mod.main([str(tmp_path), str(tmp_path), "--set", "unseen", "--extensions", "--to", "3000"])
+    assert capsys.readouterr().out == "\n"  # nothing left below the stage
+    picks, pruned, waiting = mod.settle(mod.candidates(mod.finished_runs(tmp_path, 6), cap=6000))
+    assert not waiting and sorted(c.decay for c in pruned) == [1.0, 3.0]
+    assert picks[("adamw", "a*a+a*b+b*b")].decay == 2.0
+    with pytest.raises(SystemExit):
+        mod.main([str(tmp_path), str(tmp_path), "--set", "unseen", "--to", "3000"])  # a stage needs --extensions
+    assert "--to needs --extensions" in capsys.readouterr().err
