@@ -14,8 +14,10 @@ folder name, ``TASK-ARM-sSEED``) and prints, per task:
   and CPU seconds to 95% (a learnt run that missed 95% counted as never, another arm's at the clock of its last
   step: a bound that can only favour the other arm);
 and then the verdicts the study's README fixes: the learning does work on a task when the learnt arm beats both the
-tuned form and the shuffled pattern at p <= 0.05; the target is met on a task when the steps ratio to the best
-other arm by steps (with p <= 0.05) and the wall-clock ratio to the best other arm by seconds are both <= 0.8.
+tuned form and the shuffled pattern at p <= 0.05; on a task no decision saw (no shuffled arm there) the coefficients
+carry when the learnt arm beats the tuned form at p <= 0.05, and transfer is shown when they carry on at least two;
+the target is met on a task when the steps ratio to the best other arm by steps (with p <= 0.05) and the wall-clock
+ratio to the best other arm by seconds are both <= 0.8.
 Wall-clock seconds are measured only when the arms ran one run pinned per core on an otherwise idle machine (the
 study's README says which did); CPU seconds, which other work on the machine does not inflate, are the check beside
 them.  With ``--bench`` (``experiments/bench_methods.py``'s bench.json over the arms' grid cells) each comparison
@@ -44,7 +46,7 @@ from neuralgrok.runfolder import grid_runs
 LEARNT, TUNED, SHUFFLED = "learnt", "tuned_form", "shuffled"
 ALPHA, TARGET = 0.05, 0.8
 DEVELOPED = tuple(task_label(t, 97) for t in ("a+b", "a-b", "a*b", "a*a-b"))  # the tasks every decision saw
-NEEDED = {"developed": 3, "unseen": 2}  # tasks at the target for the study's target (issue 39)
+NEEDED = {"developed": 3, "unseen": 2}  # tasks at the target for the study's target; unseen: also for transfer
 
 
 @dataclass
@@ -230,13 +232,15 @@ def verdicts(task: str, arms: dict[str, list[Seed]], costs: dict[str, float] | N
     learning = (f"not run ({', '.join(missing)} missing)" if missing else
                 "no shared seeds" if None in controls else
                 "yes" if all(c.p <= ALPHA for c in controls) else "no")
+    form = comps.get(TUNED)
+    carries = ("–" if task in DEVELOPED else "not run" if form is None else "yes" if form.p <= ALPHA else "no")
     top, wall = comps.get(best) if best else None, comps.get(quickest) if quickest else None
     target = ("not run" if top is None or wall is None else
               "yes" if top.ratio <= TARGET and top.p <= ALPHA and wall.seconds_ratio is not None
               and wall.seconds_ratio <= TARGET else "no")
     shown = [c for c in comps.values() if c is not None]
     return shown, {"task": task, "best other arm (steps)": best or "–", "best other arm (seconds)": quickest or "–",
-                   "learning does work": learning, "target met": target}
+                   "learning does work": learning, "carries (beats the tuned form)": carries, "target met": target}
 
 
 def study_verdict(verdict_rows: list[dict[str, str]]) -> str:
@@ -249,9 +253,14 @@ def study_verdict(verdict_rows: list[dict[str, str]]) -> str:
     (dev, n_dev), (new, n_new) = count(True, "target met"), count(False, "target met")
     met = dev >= NEEDED["developed"] and new >= NEEDED["unseen"]
     learning, n_learning = count(True, "learning does work")
-    return (f"target met on {dev} of {n_dev} developed mod-97 tasks (needs {NEEDED['developed']}) and {new} of "
+    line = (f"target met on {dev} of {n_dev} developed mod-97 tasks (needs {NEEDED['developed']}) and {new} of "
             f"{n_new} unseen tasks (needs {NEEDED['unseen']}): study target {'met' if met else 'not met'}; "
             f"the learning does work on {learning} of {n_learning} developed tasks")
+    if not n_new:
+        return line
+    carried = sum(r.get("carries (beats the tuned form)") == "yes" for r in verdict_rows if r["task"] not in DEVELOPED)
+    return (line + f"; the coefficients carry to {carried} of {n_new} unseen tasks (needs {NEEDED['unseen']}): "
+            f"transfer {'shown' if carried >= NEEDED['unseen'] else 'not shown'}")
 
 
 ARM_COLOURS = {LEARNT: "#d62728", TUNED: "#ff9896", SHUFFLED: "#c5b0d5", "adamw": "#8c564b",

@@ -169,11 +169,37 @@ def test_the_study_target_needs_three_developed_tasks_and_two_unseen_ones():
     unseen = [row("(a/b) mod 97", "yes", "not run (shuffled missing)"), row("S5: x∘y", "yes", "not run")]
     line = mod.study_verdict(developed + unseen)
     assert line.startswith("target met on 3 of 4 developed mod-97 tasks (needs 3) and 2 of 2 unseen tasks")
-    assert "study target met" in line and line.endswith("the learning does work on 3 of 4 developed tasks")
+    assert "study target met" in line and "the learning does work on 3 of 4 developed tasks; " in line
     assert "study target not met" in mod.study_verdict(developed + unseen[:1])  # one unseen task is not enough
     developed[0]["target met"] = "no"
     assert "study target not met" in mod.study_verdict(developed + unseen)  # two developed tasks are not enough
     assert set(mod.DEVELOPED) == {"(a+b) mod 97", "(a-b) mod 97", "(a*b) mod 97", "(a*a-b) mod 97"}
+
+
+def test_transfer_is_shown_when_the_learnt_set_beats_its_tuned_form_on_two_unseen_tasks(tmp_path):
+    mod = _module()
+    seeds = range(10, 15)
+    for i, seed in enumerate(seeds):  # (a/b): the learnt set below the tuned form on every seed; AdamW faster still
+        _run(tmp_path, "div", "learnt", seed, 600 + 10 * i)
+        _run(tmp_path, "div", "tuned_form", seed, 900 + 10 * i)
+        _run(tmp_path, "div", "adamw", seed, 300 + 10 * i)
+    arms = mod.outcomes(tmp_path)["(a/b) mod 97"]
+    shown, verdict = mod.verdicts("(a/b) mod 97", arms)
+    assert {c.other for c in shown} == {"tuned_form", "adamw"}
+    assert next(c for c in shown if c.other == "tuned_form").p == pytest.approx(1 / math.comb(10, 5))
+    assert verdict["carries (beats the tuned form)"] == "yes" and verdict["target met"] == "no"
+    assert verdict["learning does work"] == "not run (shuffled missing)"
+    for i, seed in enumerate(seeds):  # the same on (a+b), a developed task: no transfer reading there
+        _run(tmp_path, "add", "learnt", seed, 600 + 10 * i)
+        _run(tmp_path, "add", "tuned_form", seed, 900 + 10 * i)
+    developed = mod.verdicts("(a+b) mod 97", mod.outcomes(tmp_path)["(a+b) mod 97"])[1]
+    assert developed["carries (beats the tuned form)"] == "–"
+    slower = dict(verdict, task="S5: x∘y", **{"carries (beats the tuned form)": "no"})
+    line = mod.study_verdict([developed, verdict, slower])
+    assert line.endswith("the coefficients carry to 1 of 2 unseen tasks (needs 2): transfer not shown")
+    again = dict(slower, **{"carries (beats the tuned form)": "yes"})
+    assert mod.study_verdict([developed, verdict, again]).endswith("carry to 2 of 2 unseen tasks (needs 2): transfer shown")
+    assert "carry" not in mod.study_verdict([developed])  # no unseen task run: no transfer reading
 
 
 def test_the_figure_draws_every_run_of_every_arm_with_its_median_and_lowest_accuracy(tmp_path):
