@@ -47,6 +47,7 @@ LEARNT, TUNED, SHUFFLED = "learnt", "tuned_form", "shuffled"
 ALPHA, TARGET = 0.05, 0.8
 DEVELOPED = tuple(task_label(t, 97) for t in ("a+b", "a-b", "a*b", "a*a-b"))  # the tasks every decision saw
 NEEDED = {"developed": 3, "unseen": 2}  # tasks at the target for the study's target; unseen: also for transfer
+CARRIES = "carries (beats the tuned form)"  # the transfer reading's column, on tasks no decision saw
 
 
 @dataclass
@@ -240,7 +241,7 @@ def verdicts(task: str, arms: dict[str, list[Seed]], costs: dict[str, float] | N
               and wall.seconds_ratio <= TARGET else "no")
     shown = [c for c in comps.values() if c is not None]
     return shown, {"task": task, "best other arm (steps)": best or "–", "best other arm (seconds)": quickest or "–",
-                   "learning does work": learning, "carries (beats the tuned form)": carries, "target met": target}
+                   "learning does work": learning, CARRIES: carries, "target met": target}
 
 
 def study_verdict(verdict_rows: list[dict[str, str]]) -> str:
@@ -248,7 +249,7 @@ def study_verdict(verdict_rows: list[dict[str, str]]) -> str:
     (a family with fewer tasks run than it needs cannot meet it yet)."""
     def count(developed: bool, key: str) -> tuple[int, int]:
         rows = [r for r in verdict_rows if (r["task"] in DEVELOPED) == developed]
-        return sum(r[key] == "yes" for r in rows), len(rows)
+        return sum(r.get(key) == "yes" for r in rows), len(rows)
 
     (dev, n_dev), (new, n_new) = count(True, "target met"), count(False, "target met")
     met = dev >= NEEDED["developed"] and new >= NEEDED["unseen"]
@@ -258,7 +259,7 @@ def study_verdict(verdict_rows: list[dict[str, str]]) -> str:
             f"the learning does work on {learning} of {n_learning} developed tasks")
     if not n_new:
         return line
-    carried = sum(r.get("carries (beats the tuned form)") == "yes" for r in verdict_rows if r["task"] not in DEVELOPED)
+    carried, _ = count(False, CARRIES)
     return (line + f"; the coefficients carry to {carried} of {n_new} unseen tasks (needs {NEEDED['unseen']}): "
             f"transfer {'shown' if carried >= NEEDED['unseen'] else 'not shown'}")
 
