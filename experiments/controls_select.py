@@ -20,9 +20,12 @@ the grid's cap) cannot be the pick: it is listed as pruned.  Any other such sett
 first; ``--extensions`` prints the commands, most promising first: running the first free one, then asking again,
 extends the fewest runs. ``--extensions --to N`` takes them on in stages (to N steps first): a run stopped at N
 without 95% has its best case at N + 1, so a setting that reached 95% on every seed before N prunes it, and the pick
-is the same as taking every run to the cap at once.  It refuses (one line) while a grid's runs are missing or unfinished, or while a pick
-waits on an extension.  ``--write`` writes the arms' grid: the learnt coefficients, the tuned form and each
-baseline at its chosen setting; seeds 10-19 on the four mod-97 tasks, 10-14 with AdamW alone on the unseen ones.
+is the same as taking every run to the cap at once.  Runs stopped mid-way (a signal, a lost machine; no live process
+holds their folder) come first, resumed from their checkpoints; runs a live process holds are left out and counted
+("# K runs being extended", with ``--to`` only those of the stage).  It refuses (one line) while a grid's runs are
+missing or unfinished, or while a pick waits on an extension.  ``--write`` writes the arms' grid: the learnt
+coefficients, the tuned form and each baseline at its chosen setting; seeds 10-19 on the four mod-97 tasks, 10-14
+with AdamW alone on the unseen ones.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from pathlib import Path
 from neuralgrok.aggregate import load_run
 from neuralgrok.claims import steps_or_cap
 from neuralgrok.runfolder import grid_runs
+from neuralgrok.runlock import holder_of
 from neuralgrok.sweep.grid import load
 
 GRIDS = Path(__file__).parent / "grids" / "controls"
@@ -203,23 +207,36 @@ def refuse_while_waiting(waiting: list[Candidate]) -> None:
                  f"{next(e for e in waiting[0].early if e)}); take them on to the cap: add --extensions for the commands")
 
 
+def grid_command(grid: str, folder: Path, names: list[str], decay: float, max_steps: int | None) -> str:
+    """The ``neuralgrok grid --only`` command that trains exactly the runs ``names`` (one setting's seeds)."""
+    task, method = names[0].split("-")[:2]  # a cell is TASK-METHOD-wdVALUE-sSEED
+    seeds = ",".join(n.rsplit("-s", 1)[1] for n in names)
+    return (f"neuralgrok grid experiments/grids/controls/{grid}.toml --out {folder} --jobs 1 "
+            f"--only task={task} method={method} wd={decay:g} seed={seeds}"
+            + (f" --max-steps {max_steps}" if max_steps else ""))
+
+
 def extension_commands(waiting: list[Candidate], grid: str, folder: Path, to: int | None = None) -> list[str]:
-    """One ``neuralgrok grid --only`` command per waiting setting, taking its early-stopped seeds on to the cap, or
-    with ``to`` (a stage) only those stopped below ``to`` on to ``to`` (settings with none are left out).
+    """One command per waiting setting, taking its early-stopped seeds on to the cap, or with ``to`` (a stage) only
+    those stopped below ``to`` on to ``to`` (settings with none are left out).
 
     In ``settle``'s order; running only the first that no other process holds, then asking again, extends fewest.
     """
     commands = []
     for c in waiting:
         names = [e for e, steps in zip(c.early, c.steps) if e and (to is None or steps - 0.5 < to)]
-        if not names:
-            continue
-        task, method = names[0].split("-")[:2]  # a cell is TASK-METHOD-wdVALUE-sSEED
-        seeds = ",".join(n.rsplit("-s", 1)[1] for n in names)
-        commands.append(f"neuralgrok grid experiments/grids/controls/{grid}.toml --out {folder} --jobs 1 "
-                        f"--only task={task} method={method} wd={c.decay:g} seed={seeds}"
-                        + (f" --max-steps {to}" if to else ""))
+        if names:
+            commands.append(grid_command(grid, folder, names, c.decay, to))
     return commands
+
+
+def resume_commands(stalled: list, grid: str, folder: Path) -> list[str]:
+    """One command per setting whose runs were stopped mid-way (no live process holds them): on to the step count
+    they were started with, from their checkpoints."""
+    groups = defaultdict(list)
+    for r in stalled:
+        groups[(setting(r), int(r.config["max_steps"]))].append(r.path.name)
+    return [grid_command(grid, folder, sorted(names), key[3], steps) for (key, steps), names in sorted(groups.items())]
 
 
 def task_options(study: StudySet) -> dict[str, dict]:
@@ -277,13 +294,16 @@ def main(argv: list[str] | None = None) -> None:
     study = SETS[args.set]
     if args.to is not None and not (args.extensions and 0 < args.to < study.tuning_cap):
         ap.error(f"--to needs --extensions and a stage between 0 and the tuning cap {study.tuning_cap}, got {args.to}")
-    if args.extensions:  # the commands alone, one a line, and how many runs are being extended elsewhere
+    if args.extensions:  # the commands alone, one a line, and how many runs of this stage train elsewhere
         runs = finished_runs(args.tuning, study.tuning_runs, unfinished_ok=True)
-        busy = {setting(r) for r in runs if not r.finished}  # left out until they finish
+        unfinished = [r for r in runs if not r.finished]  # their settings are left out until they finish
+        staged = [r for r in unfinished if args.to is None or r.config["max_steps"] <= args.to]
+        held = [r for r in staged if holder_of(r.path)]  # another process is training them
         _, _, waiting = settle([c for c in candidates([r for r in runs if r.finished], study.tuning_cap)
-                                if (c.family, c.task, c.lr, c.decay) not in busy])
-        print("\n".join(extension_commands(waiting, study.tuning_grid, args.tuning, args.to)
-                        + [f"# {sum(not r.finished for r in runs)} runs being extended"] * bool(busy)))
+                                if (c.family, c.task, c.lr, c.decay) not in {setting(r) for r in unfinished}])
+        print("\n".join(resume_commands([r for r in staged if r not in held], study.tuning_grid, args.tuning)
+                        + extension_commands(waiting, study.tuning_grid, args.tuning, args.to)
+                        + [f"# {len(held)} runs being extended"] * bool(held)))
         return
     cands = candidates(finished_runs(args.tuning, study.tuning_runs), study.tuning_cap)
     picks, pruned, waiting = settle(cands)

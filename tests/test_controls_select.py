@@ -6,6 +6,7 @@ import json
 import pytest
 
 from conftest import experiment_script
+from neuralgrok.runlock import FolderLock
 from neuralgrok.sweep.grid import expand, load, parse_only, resolve_cells
 
 
@@ -127,7 +128,8 @@ def test_the_most_promising_extension_comes_first_and_a_new_leader_prunes_the_re
     assert "method=adamw_lr2 wd=4 seed=1" in first
     monkeypatch.setitem(mod.SETS, "mod97", dataclasses.replace(mod.SETS["mod97"], tuning_runs=16))
     (tmp_path / "runs" / "add-adamw_lr2-wd4-s1" / "summary.json").unlink()  # another lane is extending it
-    mod.main([str(tmp_path), str(tmp_path), "--extensions"])
+    with FolderLock(tmp_path / "runs" / "add-adamw_lr2-wd4-s1"):
+        mod.main([str(tmp_path), str(tmp_path), "--extensions"])
     listed = capsys.readouterr().out.splitlines()
     assert len(listed) == 2 and "method=adamw_lr3 wd=4 seed=1" in listed[0] and listed[1] == "# 1 runs being extended"
     import shutil
@@ -242,3 +244,39 @@ def test_extensions_in_stages_take_runs_to_the_stage_and_a_leader_before_it_prun
     with pytest.raises(SystemExit):
         mod.main([str(tmp_path), str(tmp_path), "--set", "unseen", "--to", "3000"])  # a stage needs --extensions
     assert "--to needs --extensions" in capsys.readouterr().err
+
+
+def test_runs_stopped_mid_way_are_resumed_first_and_only_a_live_lane_of_the_stage_is_waited_on(tmp_path, monkeypatch,
+                                                                                                 capsys):
+    """Six runs stopped at 1,500. One was being taken to 3,000 when its lane was stopped (no summary, no live holder):
+    it comes first, on to 3,000. A live process extending a run to 4,000 is counted only when asking for stage 4,000
+    (so a lane that finished stage 3,000 does not wait on the next stage's run)."""
+    mod = _module()
+    adamw = {"method": "standard", "optimizer": "adamw", "task": "a*a+a*b+b*b"}
+    for wd in (1.0, 2.0, 3.0):
+        for seed in (0, 1):
+            _run(tmp_path, f"square_sum-adamw_lr1-wd{wd:g}-s{seed}", {**adamw, "lr": 1e-3, "weight_decay": wd,
+                                                                      "seed": seed}, None, 1500)
+    monkeypatch.setitem(mod.SETS, "unseen", dataclasses.replace(mod.SETS["unseen"], tuning_runs=6))
+
+    def restart(name, steps):  # the run's folder as the grid leaves it mid-way: its raised cap, no summary
+        d = tmp_path / "runs" / name
+        (d / "summary.json").unlink()
+        (d / "config.json").write_text(json.dumps({**json.loads((d / "config.json").read_text()), "max_steps": steps}))
+        return d
+
+    restart("square_sum-adamw_lr1-wd2-s1", 3000)
+    mod.main([str(tmp_path), str(tmp_path), "--set", "unseen", "--extensions", "--to", "3000"])
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].endswith("--only task=square_sum method=adamw_lr1 wd=2 seed=1 --max-steps 3000")
+    assert len(listed) == 3 and not any("wd=2 seed=0" in line for line in listed)  # its setting waits on it
+    held = restart("square_sum-adamw_lr1-wd3-s0", 4000)
+    with FolderLock(held):
+        mod.main([str(tmp_path), str(tmp_path), "--set", "unseen", "--extensions", "--to", "3000"])
+        at_3000 = capsys.readouterr().out.splitlines()
+        mod.main([str(tmp_path), str(tmp_path), "--set", "unseen", "--extensions", "--to", "4000"])
+        at_4000 = capsys.readouterr().out.splitlines()
+    assert len(at_3000) == 2 and not any(line.startswith("#") or "wd=3" in line for line in at_3000)
+    assert at_4000[-1] == "# 1 runs being extended" and not any("wd=3" in line for line in at_4000)
+    mod.main([str(tmp_path), str(tmp_path), "--set", "unseen", "--extensions", "--to", "4000"])  # its lane died
+    assert capsys.readouterr().out.splitlines()[1].endswith("wd=3 seed=0 --max-steps 4000")
